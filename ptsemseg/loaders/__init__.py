@@ -1,0 +1,12 @@
+"""Datasets, registered by their YAML name (`data.dataset`)."""
+from ptsemseg.registry import Registry
+
+DATASETS = Registry("dataset")
+
+
+def get_loader(name):
+    """Return the dataset class registered as `name`; call it as cls(root, split, task, img_size, augmentations, **options)."""
+    return DATASETS.get(name)
+
+
+from ptsemseg.loaders import synthetic  # noqa: E402,F401  (registers the built-in dataset)
