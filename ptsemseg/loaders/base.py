@@ -1,9 +1,12 @@
 """Base class shared by every dataset: resizing, augmentation and conversion of the sample dict."""
+import warnings
+
 import cv2
 import numpy as np
 import torch
 
 from ptsemseg.errors import PtsemsegError
+from ptsemseg.loaders.io import CorruptFileError
 
 SPATIAL_KEYS = ("image", "depth", "label", "hha")
 
@@ -64,7 +67,8 @@ class DenseDataset(torch.utils.data.Dataset):
     n_classes = None
     class_names = None
 
-    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True):
+    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
+                 skip_bad=False):
         if task not in ("seg", "depth"):
             raise PtsemsegError(f"task must be 'seg' or 'depth', got '{task}'")
         self.root = root
@@ -73,18 +77,30 @@ class DenseDataset(torch.utils.data.Dataset):
         self.img_size = tuple(img_size) if img_size is not None else None
         self.augmentations = augmentations
         self.img_norm = img_norm
+        self.skip_bad = skip_bad
 
     def load(self, index):
         raise NotImplementedError
 
     def __getitem__(self, key):
         index, aug_seed = key if isinstance(key, tuple) else (key, index_seed(key))
-        sample = self.load(index)
+        sample = self._load_checked(index)
         if self.img_size is not None:
             sample = resize_sample(sample, self.img_size)
         if self.augmentations is not None:
             sample = self.augmentations(sample, np.random.default_rng(aug_seed))
         return to_tensor(sample, self.img_norm)
+
+    def _load_checked(self, index):
+        """`load(index)`, or with `skip_bad` the next readable sample after a warning naming the bad file."""
+        for offset in range(len(self)):
+            try:
+                return self.load((index + offset) % len(self))
+            except CorruptFileError as err:
+                if not self.skip_bad:
+                    raise
+                warnings.warn(f"skipping bad sample: {err}")
+        raise PtsemsegError(f"no readable sample in {self.root} ({self.split})")
 
 
 def index_seed(index):

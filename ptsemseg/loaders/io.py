@@ -1,0 +1,51 @@
+"""File readers shared by the datasets: every failure names the file instead of yielding a blank sample."""
+import os
+
+import cv2
+import numpy as np
+
+from ptsemseg.errors import PtsemsegError
+
+README_DATASETS = "README.md#datasets"
+
+
+class CorruptFileError(PtsemsegError):
+    """An input file exists but cannot be decoded (truncated, wrong format)."""
+
+
+def require_path(path, what, section):
+    """Fail with the expected path and the README section on getting the data when `path` is missing."""
+    if not os.path.exists(path):
+        raise PtsemsegError(f"{what} not found: expected {path} (see {README_DATASETS}, section '{section}')")
+    return path
+
+
+def _imread(path, flags):
+    if not os.path.isfile(path):
+        raise PtsemsegError(f"file not found: {path}")
+    image = cv2.imread(path, flags)
+    if image is None:
+        raise CorruptFileError(f"cannot decode image {path} (corrupt or truncated?)")
+    return image
+
+
+def read_rgb(path):
+    """H×W×3 uint8 RGB image."""
+    image = _imread(path, cv2.IMREAD_COLOR)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_gray(path):
+    """H×W single-channel image with its stored bit depth (8-bit labels, 16-bit depth PNGs)."""
+    image = _imread(path, cv2.IMREAD_UNCHANGED)
+    if image.ndim != 2:
+        raise CorruptFileError(f"expected a single-channel image, got shape {image.shape}: {path}")
+    return image
+
+
+def read_png16(path):
+    """H×W uint16 PNG (depth and disparity maps), refusing 8-bit files that would lose metric depth."""
+    image = read_gray(path)
+    if image.dtype != np.uint16:
+        raise CorruptFileError(f"expected a 16-bit PNG, got {image.dtype}: {path}")
+    return image
