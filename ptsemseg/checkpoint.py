@@ -1,0 +1,86 @@
+"""Checkpoints: atomic writes, safe loading and the checks that a checkpoint fits the model being built."""
+import os
+import random
+
+import numpy as np
+import torch
+
+from ptsemseg.errors import PtsemsegError
+
+
+def save_atomic(state, path):
+    """Write `state` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
+    tmp_path = f"{path}.tmp"
+    with open(tmp_path, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp_path, path)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint with `weights_only=True`; a missing, truncated or foreign file fails in one line."""
+    if not path or not os.path.isfile(path):
+        raise PtsemsegError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zips, bad pickles and foreign files all land here
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise PtsemsegError(f"cannot read checkpoint {path} (corrupt or truncated?): {reason[:160]}") from None
+    if not isinstance(state, dict) or "model_state" not in state:
+        raise PtsemsegError(f"checkpoint {path} has no 'model_state'")
+    return state
+
+
+def strip_module_prefix(state_dict):
+    """Drop the `module.` prefix that DataParallel/DDP checkpoints (seed projects included) carry."""
+    if state_dict and all(key.startswith("module.") for key in state_dict):
+        return {key[len("module."):]: value for key, value in state_dict.items()}
+    return state_dict
+
+
+def check_compatible(state, path, arch, task, n_outputs):
+    """Fail with one line when a checkpoint was trained for another architecture, task or class count."""
+    meta = state.get("meta") or {}
+    for key, expected in (("arch", arch), ("task", task), ("n_outputs", n_outputs)):
+        if key in meta and meta[key] != expected:
+            raise PtsemsegError(f"checkpoint {path} was trained with {key}={meta[key]}, this config needs {expected}")
+
+
+def load_model_state(model, state, path):
+    """Load weights, naming the first mismatching tensor when shapes or keys differ (e.g. other class count)."""
+    weights = strip_module_prefix(state["model_state"])
+    own = model.state_dict()
+    missing = [key for key in own if key not in weights]
+    unexpected = [key for key in weights if key not in own]
+    if missing or unexpected:
+        raise PtsemsegError(f"checkpoint {path} does not fit this architecture "
+                            f"(missing {missing[:2]}, unexpected {unexpected[:2]})")
+    for key, value in weights.items():
+        if own[key].shape != value.shape:
+            raise PtsemsegError(f"checkpoint {path} does not fit this model: {key} has shape "
+                                f"{tuple(value.shape)}, the model needs {tuple(own[key].shape)} (another class count?)")
+    model.load_state_dict(weights)
+
+
+def rng_state():
+    """Python, NumPy and torch RNG states in a form `weights_only` loading accepts."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,237 @@
+"""YAML configs: the seed schema, `_base_` inheritance, command-line overrides and validation.
+
+Everything is checked before any work starts, so a typo fails in one line naming the file, the key and
+the closest valid names instead of an hour into a run.
+"""
+import copy
+import inspect
+import os
+import warnings
+
+import yaml
+
+from ptsemseg.errors import PtsemsegError, closest
+
+SCHEMA = {
+    "model": None,  # arch + builder kwargs, checked against the builder's signature
+    "task": "seg | depth",
+    "seed": "int",
+    "data": {
+        "dataset": "name", "path": "root folder", "train_split": "str", "val_split": "str",
+        "test_split": "str", "img_rows": "int or 'same'", "img_cols": "int or 'same'", "img_norm": "bool",
+    },
+    "training": {
+        "train_iters": "int", "batch_size": "int", "val_interval": "int", "n_workers": "int",
+        "print_interval": "int", "optimizer": "mapping", "loss": "mapping", "lr_schedule": "mapping",
+        "augmentations": "mapping", "resume": "checkpoint path", "out_dir": "run directory",
+        "amp": "false | bf16 | fp16", "channels_last": "bool", "device": "auto | cpu | cuda",
+        "checkpoint_interval": "int", "val_batch_size": "int",
+    },
+    "testing": {
+        "trained_model": "checkpoint path", "min_depth": "float", "max_depth": "float",
+        "crop": "none | garg | eigen", "median_scaling": "bool",
+    },
+}
+
+# Keys that the seed projects' own configs carry but that mean nothing here: warn, do not fail.
+LEGACY_KEYS = {"training": {"visdom", "l_rate", "momentum", "weight_decay"}}
+
+DEFAULTS = {
+    "task": "seg",
+    "seed": 1337,
+    "data": {"path": None, "train_split": "train", "val_split": "val", "test_split": "test",
+             "img_rows": "same", "img_cols": "same", "img_norm": True},
+    "training": {"train_iters": 1000, "batch_size": 2, "val_interval": 500, "n_workers": 0,
+                 "print_interval": 50, "optimizer": None, "loss": None, "lr_schedule": None,
+                 "augmentations": None, "resume": None, "out_dir": None, "amp": False,
+                 "channels_last": False, "device": "auto", "checkpoint_interval": None,
+                 "val_batch_size": None},
+    "testing": {"trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
+                "median_scaling": False},
+}
+
+POSITIVE_INTS = ("train_iters", "batch_size", "val_interval", "print_interval")
+
+
+def merge(base, child):
+    """Recursive dict merge where the child's values win."""
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path):
+    """Parse one YAML file with safe_load; syntax errors name the file and line."""
+    if not os.path.isfile(path):
+        raise PtsemsegError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            cfg = yaml.safe_load(handle)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or "invalid YAML"
+            raise PtsemsegError(f"YAML syntax error in {path}{where}: {problem}") from None
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise PtsemsegError(f"config {path} must be a mapping of keys, got {type(cfg).__name__}")
+    return cfg
+
+
+def load_yaml_with_bases(path, _seen=()):
+    """Read `path` and merge the files named by its `_base_` (one path or a list, relative to it) underneath."""
+    path = os.path.abspath(path)
+    if path in _seen:
+        raise PtsemsegError(f"config {path}: _base_ inheritance loops back to itself")
+    cfg = read_yaml(path)
+    bases = cfg.pop("_base_", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    merged = {}
+    for base in bases:
+        base_path = os.path.join(os.path.dirname(path), base)
+        merged = merge(merged, load_yaml_with_bases(base_path, _seen + (path,)))
+    return merge(merged, cfg)
+
+
+def parse_overrides(overrides):
+    """Turn ["training.batch_size=4", "model.arch=segnet"] into a nested dict; values are parsed as YAML."""
+    result = {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        parts = key.split(".")
+        if not sep or not key or any(not part for part in parts):
+            raise PtsemsegError(f"bad override '{item}': expected dotted.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            raise PtsemsegError(f"bad override '{item}': the value is not valid YAML") from None
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise PtsemsegError(f"bad override '{item}': '{part}' is set twice")
+        node[parts[-1]] = value
+    return result
+
+
+def load_config(path, overrides=None):
+    """The resolved, validated config: bases merged, overrides applied, defaults filled in."""
+    cfg = merge(load_yaml_with_bases(path), parse_overrides(overrides))
+    validate(cfg, path)
+    return merge(DEFAULTS, _drop_empty(cfg))
+
+
+def _drop_empty(cfg):
+    """Remove keys left empty in YAML (`lr_schedule:`), which mean 'the default'."""
+    if not isinstance(cfg, dict):
+        return cfg
+    return {key: _drop_empty(value) for key, value in cfg.items() if value is not None}
+
+
+def _fail(path, key, message):
+    raise PtsemsegError(f"config {path}: {key}: {message}")
+
+
+def _check_name(path, key, name, registry):
+    if name not in registry:
+        _fail(path, key, f"unknown {registry.kind} '{name}'{closest(name, registry.names())}")
+
+
+def _check_kwargs(path, key, func, kwargs, skip=()):
+    """Fail on keyword arguments that `func` does not take (unless it takes **kwargs)."""
+    params = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [name for name in params if name not in skip]
+    for name in kwargs:
+        if name not in valid:
+            _fail(path, f"{key}.{name}", f"not an option{closest(name, valid)}")
+
+
+def validate(cfg, path):
+    """Check keys, names and values before any work starts."""
+    from ptsemseg.augmentations import AUGMENTATIONS
+    from ptsemseg.loaders import DATASETS
+    from ptsemseg.losses import LOSSES
+    from ptsemseg.models import MODELS
+    from ptsemseg.optimizers import OPTIMIZERS
+    from ptsemseg.schedulers import SCHEDULERS
+
+    for key in cfg:
+        if key not in SCHEMA:
+            _fail(path, key, f"unknown key{closest(key, SCHEMA)}")
+    for section, keys in SCHEMA.items():
+        value = cfg.get(section)
+        if isinstance(keys, dict) and value is not None:
+            if not isinstance(value, dict):
+                _fail(path, section, "must be a mapping")
+            for key in list(value):
+                if key in LEGACY_KEYS.get(section, ()):
+                    warnings.warn(f"config {path}: {section}.{key} is ignored (seed-project key)")
+                    value.pop(key)
+                elif key not in keys and section != "data":
+                    _fail(path, f"{section}.{key}", f"unknown key{closest(key, keys)}")
+
+    model = cfg.get("model")
+    if not isinstance(model, dict) or "arch" not in model:
+        _fail(path, "model.arch", "missing")
+    _check_name(path, "model.arch", model["arch"], MODELS)
+    _check_kwargs(path, "model", MODELS.get(model["arch"]),
+                  {k: v for k, v in model.items() if k != "arch"}, skip=("task", "n_outputs"))
+
+    task = cfg.get("task", DEFAULTS["task"])
+    if task not in ("seg", "depth"):
+        _fail(path, "task", f"must be 'seg' or 'depth', got '{task}'")
+    if not isinstance(cfg.get("seed", 0), int):
+        _fail(path, "seed", "must be an integer")
+
+    data = cfg.get("data") or {}
+    if "dataset" not in data:
+        _fail(path, "data.dataset", "missing")
+    _check_name(path, "data.dataset", data["dataset"], DATASETS)
+    options = {k: v for k, v in data.items() if k not in SCHEMA["data"]}
+    _check_kwargs(path, "data", DATASETS.get(data["dataset"]).__init__, options,
+                  skip=("self", "root", "split", "task", "img_size", "augmentations", "img_norm"))
+    for key in ("img_rows", "img_cols"):
+        value = data.get(key, "same")
+        if value != "same" and not (isinstance(value, int) and value > 0):
+            _fail(path, f"data.{key}", f"must be a positive integer or 'same', got {value!r}")
+    if (data.get("img_rows", "same") == "same") != (data.get("img_cols", "same") == "same"):
+        _fail(path, "data.img_rows", "img_rows and img_cols must both be sizes or both 'same'")
+
+    training = cfg.get("training") or {}
+    for key in POSITIVE_INTS:
+        value = training.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            _fail(path, f"training.{key}", f"must be a positive integer, got {value!r}")
+    for key, registry in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("lr_schedule", SCHEDULERS)):
+        value = training.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or "name" not in value:
+            _fail(path, f"training.{key}", "must be a mapping with a 'name'")
+        _check_name(path, f"training.{key}.name", value["name"], registry)
+    augmentations = training.get("augmentations") or {}
+    if not isinstance(augmentations, dict):
+        _fail(path, "training.augmentations", "must be a mapping of augmentation: value")
+    for name in augmentations:
+        _check_name(path, f"training.augmentations.{name}", name, AUGMENTATIONS)
+    if training.get("amp") not in (None, False, True, "bf16", "fp16"):
+        _fail(path, "training.amp", f"must be false, bf16 or fp16, got {training['amp']!r}")
+    if training.get("device") not in (None, "auto", "cpu", "cuda"):
+        _fail(path, "training.device", f"must be auto, cpu or cuda, got {training['device']!r}")
+    crop = (cfg.get("testing") or {}).get("crop")
+    if crop not in (None, "none", "garg", "eigen"):
+        _fail(path, "testing.crop", f"must be none, garg or eigen, got {crop!r}")
+
+
+def save_config(cfg, path):
+    """Write the resolved config next to the run's outputs."""
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(cfg, handle, sort_keys=False)
