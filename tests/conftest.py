@@ -36,10 +36,7 @@ def write_config(tmp_path):
 
     def write(name="tiny.yaml", task="seg", **sections):
         cfg = tiny_config(task, **sections)
-        cfg["data"].setdefault("length", 16)
-        cfg["training"].setdefault("out_dir", str(tmp_path / "run"))
-        if "out_dir" not in sections.get("training", {}):
-            cfg["training"]["out_dir"] = str(tmp_path / os.path.splitext(name)[0])
+        cfg["training"].setdefault("out_dir", str(tmp_path / os.path.splitext(name)[0]))
         path = tmp_path / name
         path.write_text(yaml.safe_dump(cfg))
         return str(path)
