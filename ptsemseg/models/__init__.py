@@ -26,3 +26,7 @@ def model_inputs(model, batch):
     """The batch tensors a model consumes, in the order of its `input_keys` (default: the RGB image)."""
     keys = getattr(model, "input_keys", ("image",))
     return [batch[key] for key in keys]
+
+
+from ptsemseg.models import deeplab  # noqa: E402,F401
+from ptsemseg.models import fcn  # noqa: E402,F401

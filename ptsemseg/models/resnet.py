@@ -1,0 +1,150 @@
+"""ResNet backbones (torchvision blocks and parameter names) with dilation, a deep stem and frozen BN.
+
+The backbone returns the four stage outputs [res2, res3, res4, res5]. Its parameter names equal
+torchvision's, so ImageNet weights (or any torchvision-format state dict) load without renaming.
+Dilated stages follow DeepLab v2: every 3×3 conv of a dilated stage uses the stage's dilation and its
+stride becomes 1, which also works for BasicBlock ResNets (torchvision refuses dilation there).
+"""
+import torch.nn as nn
+from torchvision.models import resnet as tv_resnet
+
+from ptsemseg.errors import PtsemsegError, closest
+from ptsemseg.models._utils import mean_channel_filter, pretrained_state_dict
+
+# name -> (block class, blocks per stage, torchvision ImageNet weights enum)
+RESNETS = {
+    "resnet18": (tv_resnet.BasicBlock, (2, 2, 2, 2), tv_resnet.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (tv_resnet.BasicBlock, (3, 4, 6, 3), tv_resnet.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (tv_resnet.Bottleneck, (3, 4, 6, 3), tv_resnet.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (tv_resnet.Bottleneck, (3, 4, 23, 3), tv_resnet.ResNet101_Weights.IMAGENET1K_V1),
+    "resnet152": (tv_resnet.Bottleneck, (3, 8, 36, 3), tv_resnet.ResNet152_Weights.IMAGENET1K_V1),
+}
+
+# output stride -> dilation of (layer3, layer4)
+STAGE_DILATIONS = {8: (2, 4), 16: (1, 2), 32: (1, 1)}
+
+
+def conv_bn_relu(in_channels, out_channels, kernel_size=3, stride=1):
+    """Bias-free conv + BN + ReLU with 'same' padding."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def make_stage(block, in_channels, planes, n_blocks, stride):
+    """One ResNet stage of `n_blocks` blocks, laid out (and named) as torchvision's `ResNet._make_layer`."""
+    out_channels = planes * block.expansion
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(tv_resnet.conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+    blocks = [block(in_channels, planes, stride, downsample)]
+    blocks += [block(out_channels, planes) for _ in range(n_blocks - 1)]
+    return nn.Sequential(*blocks)
+
+
+def dilate_stage(stage, dilation):
+    """Trade a stage's stride for dilation: all strides become 1, all 3×3 convs get dilation = padding."""
+    for module in stage.modules():
+        if isinstance(module, nn.Conv2d):
+            module.stride = (1, 1)
+            if module.kernel_size == (3, 3):
+                module.dilation = (dilation, dilation)
+                module.padding = (dilation, dilation)
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet without its classifier; forward returns [res2, res3, res4, res5] (strides 4, 8, 8-32, 8-32).
+
+    `deep_stem` replaces the 7×7 stem with three 3×3 conv-BN-ReLU (64, 64, 128; PSPNet / ResNet-C).
+    `freeze_bn` fixes every BatchNorm: affine parameters get no gradient and the running statistics stay
+    as loaded (BN layers stay in eval mode); meant for pretrained weights and small batches, as DeepLab v2.
+    """
+
+    def __init__(self, name="resnet50", output_stride=32, in_channels=3, deep_stem=False, freeze_bn=False):
+        super().__init__()
+        if name not in RESNETS:
+            raise PtsemsegError(f"unknown backbone '{name}'{closest(name, RESNETS)}; choose from {sorted(RESNETS)}")
+        if output_stride not in STAGE_DILATIONS:
+            raise PtsemsegError(f"output_stride must be one of {sorted(STAGE_DILATIONS)}, got {output_stride!r}")
+        block, n_blocks, self.imagenet_weights = RESNETS[name]
+        self.name, self.deep_stem, self.freeze_bn = name, deep_stem, freeze_bn
+        if deep_stem:
+            self.stem = nn.Sequential(conv_bn_relu(in_channels, 64, stride=2), conv_bn_relu(64, 64),
+                                      conv_bn_relu(64, 128))
+            stem_channels = 128
+        else:
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
+            stem_channels = 64
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = make_stage(block, stem_channels, 64, n_blocks[0], stride=1)
+        self.layer2 = make_stage(block, 64 * block.expansion, 128, n_blocks[1], stride=2)
+        self.layer3 = make_stage(block, 128 * block.expansion, 256, n_blocks[2], stride=2)
+        self.layer4 = make_stage(block, 256 * block.expansion, 512, n_blocks[3], stride=2)
+        self.channels = [64 * block.expansion, 128 * block.expansion, 256 * block.expansion, 512 * block.expansion]
+        for layer, dilation in zip((self.layer3, self.layer4), STAGE_DILATIONS[output_stride]):
+            if dilation > 1:
+                dilate_stage(layer, dilation)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.requires_grad_(False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
+
+    def forward(self, x):
+        if self.deep_stem:
+            x = self.stem(x)
+        else:
+            x = self.relu(self.bn1(self.conv1(x)))
+        res2 = self.layer1(self.maxpool(x))
+        res3 = self.layer2(res2)
+        res4 = self.layer3(res3)
+        return [res2, res3, res4, self.layer4(res4)]
+
+    def load_pretrained(self, pretrained):
+        """Load `pretrained` (imagenet | none | PATH to a torchvision-format or ptsemseg state dict).
+
+        A ptsemseg checkpoint contributes its `backbone.*` weights; the classifier (`fc.*`) is ignored;
+        a first conv for other than 3 input channels starts from the channel mean of the RGB filters.
+        """
+        if self.deep_stem and pretrained == "imagenet":
+            raise PtsemsegError("torchvision's ImageNet weights have the 7×7 stem: set deep_stem: false to load them")
+        state = pretrained_state_dict(pretrained, self.imagenet_weights)
+        if state is None:
+            return
+        if any(key.startswith("backbone.") for key in state):
+            state = {key[len("backbone."):]: value for key, value in state.items() if key.startswith("backbone.")}
+        state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+        first_conv = "stem.0.0.weight" if self.deep_stem else "conv1.weight"
+        expected = self.state_dict()
+        if first_conv in state and state[first_conv].shape[1] == 3 and expected[first_conv].shape[1] != 3:
+            state[first_conv] = mean_channel_filter(state[first_conv], expected[first_conv].shape[1])
+        missing = sorted(key for key in set(expected) - set(state) if not key.endswith("num_batches_tracked"))
+        unexpected = sorted(set(state) - set(expected))
+        wrong_shape = sorted(key for key in set(state) & set(expected) if state[key].shape != expected[key].shape)
+        for problem, keys in (("lack", missing), ("have unexpected", unexpected), ("have wrong shapes for", wrong_shape)):
+            if keys:
+                raise PtsemsegError(f"pretrained weights {pretrained} {problem} {len(keys)} {self.name} "
+                                    f"backbone tensors, e.g. '{keys[0]}'")
+        self.load_state_dict(state, strict=False)  # checked above; old files lack num_batches_tracked
+
+
+def build_backbone(backbone="resnet101", output_stride=32, pretrained="none", in_channels=3, deep_stem=False,
+                   freeze_bn=False):
+    """A `ResNetBackbone` with its weights loaded from `pretrained`."""
+    model = ResNetBackbone(backbone, output_stride, in_channels, deep_stem, freeze_bn)
+    model.load_pretrained(pretrained)
+    return model
