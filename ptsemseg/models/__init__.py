@@ -30,3 +30,5 @@ def model_inputs(model, batch):
 
 from ptsemseg.models import deeplab  # noqa: E402,F401
 from ptsemseg.models import fcn  # noqa: E402,F401
+from ptsemseg.models import pspnet  # noqa: E402,F401
+from ptsemseg.models import fcrn  # noqa: E402,F401

@@ -1,0 +1,76 @@
+"""FCRN (Laina et al., 3DV 2016): ResNet-50 encoder and a decoder of fast up-projection blocks."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ptsemseg.models import MODELS
+from ptsemseg.models._utils import output_activation, resize_to
+from ptsemseg.models.resnet import build_backbone
+
+
+class FastUpConv(nn.Module):
+    """×2 unpooling followed by a 5×5 conv, computed as four small convs on the input, interleaved.
+
+    Unpooling puts each input pixel at the top-left of a 2×2 cell, so the 5×5 conv sees a 3×3, 3×2,
+    2×3 or 2×2 neighbourhood of input pixels depending on the output pixel's position in its cell.
+    """
+
+    # (kernel, F.pad as (left, right, top, bottom)) for cell positions (0,0), (0,1), (1,0), (1,1)
+    KERNELS_AND_PADS = (((3, 3), (1, 1, 1, 1)), ((3, 2), (0, 1, 1, 1)), ((2, 3), (1, 1, 0, 1)), ((2, 2), (0, 1, 0, 1)))
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(in_channels, out_channels, kernel, bias=False)
+                                   for kernel, _ in self.KERNELS_AND_PADS)
+
+    def forward(self, x):
+        cells = [conv(F.pad(x, pad)) for conv, (_, pad) in zip(self.convs, self.KERNELS_AND_PADS)]
+        return F.pixel_shuffle(torch.stack(cells, dim=2).flatten(1, 2), 2)
+
+
+class UpProjection(nn.Module):
+    """Residual ×2 up-projection: ReLU(BN(conv3×3(ReLU(BN(upconv1(x))))) + BN(upconv2(x)))."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.main = nn.Sequential(
+            FastUpConv(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = nn.Sequential(FastUpConv(in_channels, out_channels), nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        return F.relu(self.main(x) + self.shortcut(x))
+
+
+class FCRN(nn.Module):
+    """ResNet (output stride 32) -> 1×1 conv + BN halving the width -> 4 up-projections (each halves the width)
+    -> Dropout2d -> 3×3 conv -> bilinear to the input size (the decoder ends at 1/2 resolution)."""
+
+    input_keys = ("image",)
+
+    def __init__(self, task, n_outputs, backbone="resnet50", pretrained="none", dropout=0.5, in_channels=3,
+                 freeze_bn=False):
+        super().__init__()
+        self.backbone = build_backbone(backbone, 32, pretrained, in_channels, freeze_bn=freeze_bn)
+        width = self.backbone.channels[-1] // 2
+        self.reduce = nn.Sequential(nn.Conv2d(2 * width, width, 1, bias=False), nn.BatchNorm2d(width))
+        self.decoder = nn.Sequential(*(UpProjection(width >> i, width >> (i + 1)) for i in range(4)))
+        self.predict = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(width >> 4, n_outputs, 3, padding=1))
+        self.activation = output_activation(task)
+
+    def forward(self, image):
+        features = self.reduce(self.backbone(image)[-1])
+        out = self.predict(self.decoder(features))
+        return self.activation(resize_to(out, image.shape[-2:]))
+
+
+@MODELS.register("fcrn")
+def fcrn(task, n_outputs, **options):
+    """FCRN with fast up-projections (bias-free convs before BN, so 63.57M instead of the reference's 63.58M).
+
+    Options: backbone resnet50 (default; the paper's) | resnet18 | resnet34 | resnet101 | resnet152
+    (the decoder starts at half the backbone's width); dropout before the prediction (default 0.5);
+    pretrained none (default) | imagenet | PATH; freeze_bn (default false); in_channels (default 3).
+    """
+    return FCRN(task, n_outputs, **options)

@@ -1,0 +1,76 @@
+"""PSPNet (Zhao et al., CVPR 2017): dilated ResNet + pyramid pooling module, with an auxiliary head on res4."""
+import torch
+import torch.nn as nn
+
+from ptsemseg.errors import PtsemsegError
+from ptsemseg.models import MODELS
+from ptsemseg.models._utils import output_activation, resize_to
+from ptsemseg.models.resnet import build_backbone, conv_bn_relu
+
+
+class PyramidPooling(nn.Module):
+    """Average-pool to bins×bins grids (adaptive, so any input size works), reduce, upsample, concat with the input."""
+
+    def __init__(self, in_channels, bins):
+        super().__init__()
+        branch_channels = in_channels // len(bins)
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(bin_size), conv_bn_relu(in_channels, branch_channels, kernel_size=1))
+            for bin_size in bins
+        )
+        self.out_channels = in_channels + branch_channels * len(bins)
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        return torch.cat([x] + [resize_to(branch(x), size) for branch in self.branches], dim=1)
+
+
+def prediction_head(in_channels, mid_channels, n_outputs, dropout):
+    """3×3 conv-BN-ReLU -> Dropout2d -> 1×1 classifier."""
+    return nn.Sequential(conv_bn_relu(in_channels, mid_channels), nn.Dropout2d(dropout),
+                         nn.Conv2d(mid_channels, n_outputs, 1))
+
+
+class PSPNet(nn.Module):
+    """Deep-stem ResNet at output stride 8 -> pyramid pooling -> head; aux head on res4 in train mode.
+
+    Widths scale with the backbone: each pyramid branch has C/len(bins) channels and the heads C/4
+    (ResNet-50/101: 2048 -> 4×512, head 512, aux 1024 -> 256).
+    """
+
+    input_keys = ("image",)
+
+    def __init__(self, task, n_outputs, backbone="resnet101", bins=(1, 2, 3, 6), output_stride=8, pretrained="none",
+                 deep_stem=True, dropout=0.1, in_channels=3, freeze_bn=False):
+        super().__init__()
+        if not bins or not all(isinstance(bin_size, int) and bin_size > 0 for bin_size in bins):
+            raise PtsemsegError(f"pspnet bins must be positive integers, got {bins!r}")
+        if output_stride not in (8, 16):
+            raise PtsemsegError(f"pspnet output_stride must be 8 or 16, got {output_stride!r}")
+        self.backbone = build_backbone(backbone, output_stride, pretrained, in_channels, deep_stem, freeze_bn)
+        res4_channels, res5_channels = self.backbone.channels[2:]
+        self.pyramid = PyramidPooling(res5_channels, bins)
+        self.head = prediction_head(self.pyramid.out_channels, res5_channels // 4, n_outputs, dropout)
+        self.aux_head = prediction_head(res4_channels, res4_channels // 4, n_outputs, dropout)
+        self.activation = output_activation(task)
+
+    def forward(self, image):
+        _, _, res4, res5 = self.backbone(image)
+        out = self.activation(resize_to(self.head(self.pyramid(res5)), image.shape[-2:]))
+        if not self.training:
+            return out
+        return [out, self.activation(self.aux_head(res4))]
+
+
+@MODELS.register("pspnet")
+def pspnet(task, n_outputs, **options):
+    """PSPNet; train mode returns [main, aux] (aux at 1/8 of the input), eval mode the main output.
+
+    The paper weights the auxiliary loss by 0.4 (set `training.loss.scale_weight: [1.0, 0.4]`).
+    Options: backbone resnet50 | resnet101 (default; the paper's) (resnet18/34 too, narrower heads);
+    bins (default [1, 2, 3, 6]); output_stride 8 (default) | 16; deep_stem (default true: three 3×3 convs,
+    as the paper; torchvision's ImageNet weights need deep_stem: false); dropout (default 0.1);
+    pretrained none (default) | imagenet | PATH; freeze_bn (default false); in_channels (default 3).
+    A pyramid branch pools to 1×1, so BN needs a batch of at least 2 in train mode.
+    """
+    return PSPNet(task, n_outputs, **options)
