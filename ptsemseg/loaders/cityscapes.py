@@ -9,6 +9,9 @@
 
 Depth: a disparity pixel p > 1 stores d = (p − 1) / 256 pixels, so depth = baseline · fx / d with the baseline
 (extrinsic) and fx (intrinsic) of the frame's camera json; p ≤ 1 (no match, or zero disparity) is invalid (0).
+Options: `max_depth` invalidates farther depths (small disparities are noisy); `depth_roi: [top, bottom, left,
+right]` (fractions of the frame) invalidates depth outside that box, e.g. [0.05, 0.80, 0.05, 0.99] drops the
+ego-vehicle hood and the left border without stereo matches (the region the seed project evaluated).
 """
 import glob
 import json
@@ -53,6 +56,16 @@ def disparity_to_depth(disparity_png, baseline, fx, max_depth=None):
     return depth
 
 
+def keep_region(depth, roi):
+    """Zero the depth outside the box roi = (top, bottom, left, right), given as fractions of the frame."""
+    rows, cols = depth.shape
+    top, bottom, left, right = roi
+    kept = np.zeros_like(depth)
+    box = (slice(int(top * rows), int(bottom * rows)), slice(int(left * cols), int(right * cols)))
+    kept[box] = depth[box]
+    return kept
+
+
 @DATASETS.register("cityscapes")
 class Cityscapes(DenseDataset):
     """Cityscapes frames for segmentation (19 classes) or monocular depth (metres from disparity)."""
@@ -61,14 +74,20 @@ class Cityscapes(DenseDataset):
     class_names = CITYSCAPES_CLASS_NAMES
 
     def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
-                 skip_bad=False, label_type="labelIds", max_depth=None):
+                 skip_bad=False, label_type="labelIds", max_depth=None, depth_roi=None):
         super().__init__(root, split, task, img_size, augmentations, img_norm, skip_bad)
         if label_type not in LABEL_TYPES:
             raise PtsemsegError(f"Cityscapes label_type must be one of {', '.join(LABEL_TYPES)}, got '{label_type}'")
         if not root:
             raise PtsemsegError("data.path is not set: point it at the Cityscapes folder holding leftImg8bit/")
+        if depth_roi is not None and not (isinstance(depth_roi, (list, tuple)) and len(depth_roi) == 4
+                                          and 0 <= depth_roi[0] < depth_roi[1] <= 1
+                                          and 0 <= depth_roi[2] < depth_roi[3] <= 1):
+            raise PtsemsegError(f"Cityscapes depth_roi must be [top, bottom, left, right] fractions with "
+                                f"top < bottom and left < right, got {depth_roi!r}")
         self.label_type = label_type
         self.max_depth = max_depth
+        self.depth_roi = depth_roi
         image_dir = require_path(os.path.join(root, "leftImg8bit", split), f"Cityscapes {split} images", SECTION)
         images = sorted(glob.glob(os.path.join(image_dir, "*", "*" + IMAGE_SUFFIX)))
         if not images:
@@ -110,6 +129,8 @@ class Cityscapes(DenseDataset):
         else:
             disparity = read_png16(self._path("disparity", stem, "_disparity.png"))
             sample["depth"] = disparity_to_depth(disparity, baseline, K[0, 0], self.max_depth)
+            if self.depth_roi is not None:
+                sample["depth"] = keep_region(sample["depth"], self.depth_roi)
         target = sample["label" if self.task == "seg" else "depth"]
         if target.shape != sample["image"].shape[:2]:
             raise CorruptFileError(f"{self.task} target of {stem} does not match its image size "

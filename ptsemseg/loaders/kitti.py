@@ -8,8 +8,10 @@
   depth = value / 256 m, 0 = invalid), paired with the raw images under `raw_root`
   (`<raw_root>/<date>/<drive>/image_0{2,3}/data/*.png`). Splits: the official `train` and `val`.
 - `raw`: the raw-data root (`<date>/calib_*.txt`, `<date>/<drive>/...`) with monodepth2-style split lists
-  (`<date>/<drive> <frame> <l|r>`, e.g. the Eigen `test_files.txt`); ground truth from the Velodyne scan
-  projected into the image (`gt: velodyne`) or from the annotated PNGs under `annotated_root` (`gt: annotated`).
+  (`<date>/<drive> <frame> <l|r>`, e.g. the Eigen `test_files.txt`) found at `split_file` with `{split}`
+  replaced by the split name (default `splits/{split}_files.txt`, so split `eigen/test` reads monodepth2's
+  `splits/eigen/test_files.txt`); ground truth from the Velodyne scan projected into the image
+  (`gt: velodyne`) or from the annotated PNGs under `annotated_root` (`gt: annotated`).
 - `prepared`: the output of tools/kitti_prepare_depth.py (raw layout with resized images, 16-bit projected
   depth in `<date>/<drive>/proj_depth/image_0{2,3}/*.png`, intrinsics in `<date>/<drive>/K_0{2,3}.txt`,
   lists `<split>.txt`).
@@ -32,7 +34,7 @@ LAYOUTS = ("semantics", "annotated", "raw", "prepared")
 GROUND_TRUTHS = ("velodyne", "annotated")
 SEMANTICS_SPLITS = ("train", "val", "trainval")
 ANNOTATED_SPLITS = ("train", "val")
-DEFAULT_SPLIT_FILES = {"raw": "splits/eigen/{split}_files.txt", "prepared": "{split}.txt"}
+DEFAULT_SPLIT_FILES = {"raw": "splits/{split}_files.txt", "prepared": "{split}.txt"}
 DEPTH_PNG_SCALE = 256.0
 
 

@@ -1,4 +1,4 @@
-"""KITTI raw-data helpers: calibration files, Velodyne projection, split lists, evaluation crops, OXTS speed.
+"""KITTI raw-data helpers: calibration files, Velodyne projection, split lists, static frames, OXTS speed.
 
 Conventions (KITTI devkit): a Velodyne point X (homogeneous, metres) lands in rectified camera c at
 P_rect_0c · R_rect_00 · Tr_velo_to_cam · X; pixel centres sit at integer coordinates, so a projected point
@@ -17,13 +17,6 @@ CAMERAS = (2, 3)
 SIDE_TO_CAMERA = {"l": 2, "r": 3}
 CAMERA_TO_SIDE = {camera: side for side, camera in SIDE_TO_CAMERA.items()}
 
-# Evaluation crops as fractions of the ground-truth size: (top, bottom, left, right).
-# Garg et al. 2016 is the usual one for the Eigen split; Eigen et al. 2014 is the original.
-EVAL_CROPS = {
-    "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
-    "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
-}
-
 # The 28 raw drives holding the 697 frames of the Eigen test split; training data must leave them out.
 EIGEN_TEST_DRIVES = frozenset(
     [f"2011_09_26_drive_{n:04d}_sync" for n in
@@ -34,19 +27,6 @@ EIGEN_TEST_DRIVES = frozenset(
 
 # OXTS record fields 8..10: forward, leftward and upward velocity in m/s (see oxts/dataformat.txt).
 OXTS_VELOCITY = slice(8, 11)
-
-
-def crop_mask(height, width, crop):
-    """Boolean H×W mask of the named evaluation crop ('garg' or 'eigen'); None or 'none' keeps everything."""
-    mask = np.zeros((height, width), dtype=bool)
-    if crop in (None, "none"):
-        mask[:] = True
-        return mask
-    if crop not in EVAL_CROPS:
-        raise PtsemsegError(f"unknown evaluation crop '{crop}' (choose from none, {', '.join(EVAL_CROPS)})")
-    top, bottom, left, right = EVAL_CROPS[crop]
-    mask[int(top * height):int(bottom * height), int(left * width):int(right * width)] = True
-    return mask
 
 
 def read_calib_file(path):
