@@ -521,3 +521,35 @@ def test_real_kitti_semantics_names():
     with open(os.path.join(KITTI_REAL, "meta", "kitti-34_names.txt")) as handle:
         names = [line.strip() for line in handle if line.strip()]
     assert names == [name for _, name, _ in CITYSCAPES_LABELS]
+
+
+# ---- full-size pipeline (slow) ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_full_size_cityscapes_pipeline(tmp_path):
+    """1024×2048 frames through the deeplab_seg training augmentations and a multi-worker DataLoader; the
+    single-worker pipeline stays within 1.5× the bare cost of decoding the files (benchmarks/bench_pipeline.py)."""
+    spec = importlib.util.spec_from_file_location("bench_pipeline", os.path.join(REPO, "benchmarks",
+                                                                                "bench_pipeline.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from ptsemseg.augmentations import get_composed_augmentations
+    cfg = load_config(os.path.join(REPO, "configs", "cityscapes", "deeplab_seg.yaml"))
+    images, labels = bench.write_frames(str(tmp_path), 6, None)
+    dataset = get_loader("cityscapes")(str(tmp_path), "train",
+                                       augmentations=get_composed_augmentations(cfg["training"]["augmentations"]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, persistent_workers=True)
+    batches = list(loader)
+    assert len(batches) == 3
+    for batch in batches:
+        assert batch["image"].shape == (2, 3, 512, 1024) and batch["image"].dtype == torch.float32
+        assert batch["label"].shape == (2, 512, 1024) and batch["label"].dtype == torch.int64
+        assert set(batch["label"].unique().tolist()) <= set(range(19)) | {255}
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        measured = bench.rates({"bare": lambda i: (cv2.imread(images[i]), cv2.imread(labels[i], cv2.IMREAD_UNCHANGED)),
+                                "pipeline": dataset.__getitem__}, len(images), 3)
+    finally:
+        cv2.setNumThreads(threads)
+    assert measured["bare"] / measured["pipeline"] <= 1.5, measured

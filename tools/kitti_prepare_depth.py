@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ptsemseg.cli import guarded  # noqa: E402
 from ptsemseg.errors import PtsemsegError  # noqa: E402
 from ptsemseg.loaders.io import CorruptFileError, require_path  # noqa: E402
-from ptsemseg.loaders.kitti_utils import (EIGEN_TEST_DRIVES, Frame, project_to_depth_map, read_calibration,  # noqa: E402
-                                          read_oxts_speed, read_static_frames, read_velodyne, scale_projection,
-                                          write_split_file)
+from ptsemseg.loaders.kitti_utils import (  # noqa: E402
+    EIGEN_TEST_DRIVES, Frame, project_to_depth_map, read_calibration, read_oxts_speed, read_static_frames,
+    read_velodyne, scale_projection, write_split_file)
 
 DEPTH_PNG_SCALE = 256.0
 JPEG_QUALITY = 95

@@ -77,6 +77,7 @@ class KITTI(DenseDataset):
                                 f"(choose from {', '.join(LAYOUTS)})")
         if gt not in GROUND_TRUTHS:
             raise PtsemsegError(f"unknown KITTI ground truth gt='{gt}' (choose from {', '.join(GROUND_TRUTHS)})")
+        cameras = (cameras,) if isinstance(cameras, int) else tuple(cameras)
         if not set(cameras) <= set(CAMERAS):
             raise PtsemsegError(f"KITTI cameras must be among {list(CAMERAS)}, got {list(cameras)}")
         if (layout == "semantics") != (task == "seg"):
@@ -87,7 +88,7 @@ class KITTI(DenseDataset):
         require_path(root, f"KITTI {layout} folder", SECTION)
         self.layout = layout
         self.gt = gt
-        self.cameras = tuple(cameras)
+        self.cameras = cameras
         self.img_ext = img_ext
         self.raw_root = self._under_root(raw_root)
         self.annotated_root = self._under_root(annotated_root)
