@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from conftest import REPO, SHARED, run_script
+from tests.conftest import REPO, SHARED, run_script, tiny_config
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import get_loader
@@ -424,6 +425,25 @@ def test_dataset_configs_exist():
                                                                                                    "*.yaml"))}
     assert {"cityscapes/deeplab_seg.yaml", "cityscapes/deeplab_depth.yaml", "kitti/deeplab_seg.yaml",
             "kitti/fcrn_depth.yaml"} <= names
+
+
+@pytest.mark.parametrize("dataset, task", [("cityscapes", "depth"), ("kitti", "seg")])
+def test_trainer_runs_on_miniature_layouts(tmp_path, dataset, task):
+    """A few iterations and a validation of the generic trainer, collating batches with intrinsics and names."""
+    from ptsemseg.trainer import Trainer
+    if dataset == "cityscapes":
+        data = {"path": str(make_cityscapes(tmp_path / "cityscapes")), "train_split": "train", "val_split": "val"}
+    else:
+        data = {"path": str(make_kitti_semantics(tmp_path / "data_semantics")), "layout": "semantics",
+                "train_split": "train", "val_split": "val"}
+    cfg = tiny_config(task, training={"train_iters": 2, "val_interval": 2, "out_dir": str(tmp_path / "run"),
+                                      "augmentations": {"hflip": 0.5, "rcrop": [8, 12]}})
+    cfg["data"].pop("length")
+    cfg["data"].update(dataset=dataset, img_rows=16, img_cols=24, **data)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    scores = Trainer(load_config(str(path)), str(path)).run()
+    assert ("abs_rel" if task == "depth" else "mean_iou") in scores
 
 
 # ---- real sample files --------------------------------------------------------------------------------------
