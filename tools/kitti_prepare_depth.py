@@ -66,10 +66,6 @@ def split_drives(drives, val_fraction, seed):
     return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
 
 
-def output_size(calibration, height, width):
-    return (height, width) if height else calibration.size
-
-
 def write_intrinsics(raw_root, out, drive_path, cameras, height, width):
     """Write K_0c.txt for the drive's output images; returns {camera: (velo→image matrix, output size)}."""
     date = drive_path.split("/")[0]
@@ -77,7 +73,7 @@ def write_intrinsics(raw_root, out, drive_path, cameras, height, width):
     matrices = {}
     for camera in cameras:
         calibration = read_calibration(os.path.join(raw_root, date), camera)
-        size = output_size(calibration, height, width)
+        size = (height, width) if height else calibration.size
         np.savetxt(os.path.join(out, drive_path, f"K_0{camera}.txt"),
                    scale_projection(calibration.K, calibration.size, size), fmt="%.6f")
         matrices[camera] = (scale_projection(calibration.velo_to_image, calibration.size, size), size)
