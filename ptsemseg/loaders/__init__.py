@@ -12,3 +12,4 @@ def get_loader(name):
 # Importing each dataset module registers it (one line per module).
 from ptsemseg.loaders import cityscapes  # noqa: E402,F401
 from ptsemseg.loaders import kitti  # noqa: E402,F401
+from ptsemseg.loaders import synthetic  # noqa: E402,F401
