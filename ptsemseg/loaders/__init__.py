@@ -13,3 +13,5 @@ def get_loader(name):
 from ptsemseg.loaders import cityscapes  # noqa: E402,F401
 from ptsemseg.loaders import kitti  # noqa: E402,F401
 from ptsemseg.loaders import synthetic  # noqa: E402,F401
+from ptsemseg.loaders import nyuv2  # noqa: E402,F401
+from ptsemseg.loaders import sunrgbd  # noqa: E402,F401

@@ -1,0 +1,355 @@
+"""NYU Depth v2 (the 1449 densely labelled frames): 40- or 13-class segmentation, metric depth, scene class.
+
+Layouts (`layout`, default `auto` picks the first that `data.path` holds):
+- `mat`: the official `nyu_depth_v2_labeled.mat` (MATLAB v7.3, i.e. HDF5) with `splits.mat` (795 train /
+  654 test, 1-based) and `classMapping40.mat` (894 raw classes → 40) beside it.
+- `folder`: `RGB/<id>.png|jpg`, `Depth/<id>.png` (uint16 millimetres) or `Depth/<id>.npy` (float metres),
+  optional `RawDepth/<id>.png`, `Label/<id>.png` (uint8, 0 = void, 1..40), optional `HHA/<id>.png|jpg`,
+  `train.txt`/`test.txt` (first field of each line is the RGB path; SA-Gate's tab-separated lists work) and
+  optional `scenes.txt` (`<id> <scene type>`). tools/nyu_export.py writes it from the .mat file.
+- `fusenet_h5`: FuseNet's `nyu_class_10_db.h5` (`rgb_*`, `depth_*`, `label_*`, `class_*` per split, 320×240).
+  Its depth was rescaled to 0..255 when the file was made, so it is not metric: values are mapped linearly
+  to 0..`fusenet_depth_max` metres for RGB-D inputs and the depth task is refused.
+
+Labels: 0..39 (or 0..12 with `n_classes: 13`, via the 40→13 table of class13Mapping.mat), void → 255.
+Scene: FuseNet's 10 scene classes (0..9, see NYU_SCENE_CLASSES), where the layout records scene types.
+Splits: `train` and `test`; `val` is the test split (NYUv2 has no separate validation set).
+HHA (`use_hha`): read from `HHA/` where the folder layout has it, otherwise computed per frame from the
+depth and intrinsics (ptsemseg.depth_utils.hha_encode, about 0.4 s for 640×480 on one core).
+"""
+import os
+
+import h5py
+import numpy as np
+import scipy.io
+
+from ptsemseg.depth_utils import hha_encode, mm_to_depth, scale_intrinsics
+from ptsemseg.errors import PtsemsegError
+from ptsemseg.loaders import DATASETS
+from ptsemseg.loaders.base import DenseDataset
+from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
+
+SECTION = "NYUv2"
+LAYOUTS = ("auto", "mat", "folder", "fusenet_h5")
+SPLITS = {"train": "train", "test": "test", "val": "test"}
+MAT_FILE = "nyu_depth_v2_labeled.mat"
+SPLITS_FILE = "splits.mat"
+MAPPING40_FILE = "classMapping40.mat"
+FUSENET_FILE = "nyu_class_10_db.h5"
+IGNORE_INDEX = 255
+
+# RGB intrinsics from the NYU toolbox's camera_params.m (Bouguet calibration, pixel (0, 0) = top-left centre),
+# valid for the 640×480 frames of the labelled set.
+NYU_K = np.array([[518.857901, 0.0, 325.582449], [0.0, 519.469611, 253.736166], [0.0, 0.0, 1.0]], dtype=np.float32)
+NYU_SIZE = (480, 640)
+
+# `className` of classMapping40.mat, in label order 1..40 (the file's spelling kept).
+NYU40_CLASS_NAMES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
+    "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
+    "ceiling", "books", "refridgerator", "television", "paper", "towel", "shower curtain", "box", "whiteboard",
+    "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure", "otherfurniture",
+    "otherprop",
+)
+# class13Mapping.mat: `classNames` and `labels13` (the 13-class label, 1-based, of each 40-class label).
+NYU13_CLASS_NAMES = ("bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture", "sofa",
+                     "table", "tv", "wall", "window")
+NYU40_TO_13 = (12, 5, 6, 1, 4, 9, 10, 12, 13, 6, 8, 6, 13, 10, 6, 13, 6, 7, 7, 5, 7, 3, 2, 6, 11, 7, 7, 7, 7, 7,
+               7, 6, 7, 7, 7, 7, 7, 7, 6, 7)
+
+# FuseNet's 10 scene classes: the nine most frequent of NYU's 27 scene types, the rest in "others".
+NYU_SCENE_CLASSES = ("bedroom", "kitchen", "living_room", "bathroom", "dining_room", "office", "home_office",
+                     "classroom", "bookstore", "others")
+
+
+def scene_class(scene_type):
+    """0..9 scene class of a NYU scene type string (e.g. 'living_room' → 2, 'cafe' → 9)."""
+    name = scene_type.strip().lower()
+    return NYU_SCENE_CLASSES.index(name) if name in NYU_SCENE_CLASSES[:-1] else len(NYU_SCENE_CLASSES) - 1
+
+
+def label40_table(n_classes):
+    """uint8 look-up table over 0..255: 40-class label (0 = void) → training label of `n_classes`."""
+    table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    targets = np.arange(40) if n_classes == 40 else np.array(NYU40_TO_13) - 1
+    table[1:41] = targets
+    return table
+
+
+def raw894_table(map_class, n_classes):
+    """uint8 look-up table over all uint16 values: raw NYU label (0 = void, 1..894) → training label."""
+    map_class = np.asarray(map_class).ravel().astype(np.int64)
+    if map_class.size != 894 or map_class.min() < 0 or map_class.max() > 40:
+        raise PtsemsegError(f"classMapping40.mat: mapClass must hold 894 values in 0..40, got {map_class.size} "
+                            f"values in {map_class.min()}..{map_class.max()}")
+    table = np.full(65536, IGNORE_INDEX, dtype=np.uint8)
+    table[1:895] = label40_table(n_classes)[map_class]
+    return table
+
+
+def read_split_indices(path, split):
+    """0-based frame indices of `split` from the official splits.mat (trainNdxs / testNdxs are 1-based)."""
+    key = {"train": "trainNdxs", "test": "testNdxs"}[split]
+    try:
+        indices = scipy.io.loadmat(path, variable_names=[key]).get(key)
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise CorruptFileError(f"cannot read {path} ({type(err).__name__}: {err})") from None
+    if indices is None:
+        raise CorruptFileError(f"{path} has no '{key}' variable")
+    indices = np.asarray(indices).ravel().astype(np.int64)
+    if indices.size == 0 or indices.min() < 1:
+        raise CorruptFileError(f"{path}: '{key}' must hold 1-based frame indices")
+    return indices - 1
+
+
+def read_class_mapping(path):
+    """(mapClass: 894 values in 0..40, className: 40 names) from classMapping40.mat."""
+    try:
+        mat = scipy.io.loadmat(path, variable_names=["mapClass", "className"])
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise CorruptFileError(f"cannot read {path} ({type(err).__name__}: {err})") from None
+    if "mapClass" not in mat:
+        raise CorruptFileError(f"{path} has no 'mapClass' variable")
+    names = tuple(str(np.asarray(name).ravel()[0]) for name in mat["className"].ravel()) if "className" in mat else ()
+    return mat["mapClass"].ravel(), names
+
+
+def matlab_string(handle, reference):
+    """A MATLAB char array stored in a v7.3 file (uint16 code units behind an object reference)."""
+    return "".join(chr(code) for code in np.asarray(handle[reference]).ravel())
+
+
+class LazyH5:
+    """An h5py file opened on first use in each process, so DataLoader workers never share a handle."""
+
+    def __init__(self, path):
+        self.path = path
+        self._handle = None
+        self._pid = None
+
+    def get(self):
+        if self._handle is None or self._pid != os.getpid():
+            try:
+                self._handle = h5py.File(self.path, "r")
+            except OSError as err:
+                raise CorruptFileError(f"cannot open {self.path} as HDF5 ({err})") from None
+            self._pid = os.getpid()
+        return self._handle
+
+    def close(self):
+        if self._handle is not None:
+            self._handle.close()
+        self._handle = None
+
+    def __getstate__(self):
+        return {"path": self.path, "_handle": None, "_pid": None}
+
+
+def _read(handle, key, index, path):
+    """handle[key][index], turning HDF5 read failures into an error that names the file."""
+    try:
+        return np.asarray(handle[key][index])
+    except (OSError, KeyError, ValueError) as err:
+        raise CorruptFileError(f"cannot read {key}[{index}] from {path} ({err})") from None
+
+
+@DATASETS.register("nyuv2")
+class NYUv2(DenseDataset):
+    """NYU Depth v2 labelled frames from the official .mat file, an exported folder, or FuseNet's h5."""
+
+    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
+                 skip_bad=False, n_classes=40, layout="auto", depth_source="filled", use_hha=False,
+                 fusenet_depth_max=10.0):
+        super().__init__(root, split, task, img_size, augmentations, img_norm, skip_bad)
+        if n_classes not in (40, 13):
+            raise PtsemsegError(f"NYUv2 n_classes must be 40 or 13, got {n_classes!r}")
+        if layout not in LAYOUTS:
+            raise PtsemsegError(f"NYUv2 layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
+        if depth_source not in ("filled", "raw"):
+            raise PtsemsegError(f"NYUv2 depth_source must be 'filled' or 'raw', got '{depth_source}'")
+        if split not in SPLITS:
+            raise PtsemsegError(f"NYUv2 split must be one of {', '.join(SPLITS)}, got '{split}'")
+        if not root:
+            raise PtsemsegError(f"data.path is not set: point it at the folder holding {MAT_FILE} "
+                                f"(see README.md#datasets, section '{SECTION}')")
+        require_path(root, "NYUv2 root", SECTION)
+        self.n_classes = n_classes
+        self.class_names = NYU40_CLASS_NAMES if n_classes == 40 else NYU13_CLASS_NAMES
+        self.subset = SPLITS[split]
+        self.depth_source = depth_source
+        self.use_hha = use_hha
+        self.fusenet_depth_max = float(fusenet_depth_max)
+        self.layout = self._detect_layout(root) if layout == "auto" else layout
+        {"mat": self._init_mat, "folder": self._init_folder, "fusenet_h5": self._init_fusenet}[self.layout]()
+
+    @staticmethod
+    def _detect_layout(root):
+        if (os.path.isfile(root) and root.endswith(".h5")) or os.path.isfile(os.path.join(root, FUSENET_FILE)):
+            return "fusenet_h5"
+        if os.path.isfile(os.path.join(root, MAT_FILE)):
+            return "mat"
+        if os.path.isdir(os.path.join(root, "RGB")):
+            return "folder"
+        raise PtsemsegError(f"no NYUv2 data in {root}: expected {MAT_FILE} (layout mat), RGB/ with train.txt "
+                            f"(layout folder) or {FUSENET_FILE} (layout fusenet_h5) "
+                            f"(see README.md#datasets, section '{SECTION}')")
+
+    # ----------------------------------------------------------------------------------------- mat layout
+    def _init_mat(self):
+        path = require_path(os.path.join(self.root, MAT_FILE), "NYUv2 labelled .mat file", SECTION)
+        splits = require_path(os.path.join(self.root, SPLITS_FILE), "NYUv2 split file", SECTION)
+        mapping = require_path(os.path.join(self.root, MAPPING40_FILE), "NYUv2 40-class mapping", SECTION)
+        self.indices = read_split_indices(splits, self.subset)
+        map_class, _ = read_class_mapping(mapping)
+        self.label_table = raw894_table(map_class, self.n_classes)
+        self.mat = LazyH5(path)
+        handle = self.mat.get()
+        missing = [key for key in ("images", "depths", "rawDepths", "labels") if key not in handle]
+        if missing:
+            raise CorruptFileError(f"{path} lacks the dataset(s) {', '.join(missing)}: not {MAT_FILE}?")
+        frames = handle["images"].shape[0]
+        if self.indices.max() >= frames:
+            raise PtsemsegError(f"{splits} refers to frame {self.indices.max() + 1} but {path} holds {frames}")
+        self.scene_types = None
+        if "sceneTypes" in handle:
+            references = np.asarray(handle["sceneTypes"]).ravel()
+            self.scene_types = [matlab_string(handle, references[i]) for i in self.indices]
+        self.mat.close()
+
+    def _load_mat(self, index):
+        handle, path, frame = self.mat.get(), self.mat.path, int(self.indices[index])
+        # MATLAB stores arrays column-major: h5py sees images as (N, 3, W, H) and maps as (N, W, H).
+        image = _read(handle, "images", frame, path).transpose(2, 1, 0)
+        filled = _read(handle, "depths", frame, path).T.astype(np.float32)
+        raw = _read(handle, "rawDepths", frame, path).T.astype(np.float32)
+        K = scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])
+        sample = {"image": np.ascontiguousarray(image), "depth": filled if self.depth_source == "filled" else raw,
+                  "meta": {"name": f"{frame + 1:04d}", "index": index, "K": K}}
+        if self.task == "seg":
+            sample["label"] = self.label_table[_read(handle, "labels", frame, path).T]
+        if self.scene_types is not None:
+            sample["scene"] = scene_class(self.scene_types[index])
+        if self.use_hha:
+            sample["hha"] = hha_encode(filled, K, valid=raw > 0)
+        return sample
+
+    # -------------------------------------------------------------------------------------- folder layout
+    def _init_folder(self):
+        list_path = require_path(os.path.join(self.root, f"{self.subset}.txt"), f"NYUv2 {self.subset} list", SECTION)
+        with open(list_path, encoding="utf-8") as handle:
+            entries = [line.split() for line in handle if line.strip()]
+        if not entries:
+            raise PtsemsegError(f"{list_path} lists no frames")
+        self.rgb_paths = [entry[0] for entry in entries]
+        self.label_paths = [entry[1] if len(entry) > 1 else os.path.join("Label", self._stem(entry[0]) + ".png")
+                            for entry in entries]
+        self.scenes = {}
+        scenes_path = os.path.join(self.root, "scenes.txt")
+        if os.path.isfile(scenes_path):
+            with open(scenes_path, encoding="utf-8") as handle:
+                self.scenes = dict(line.split(maxsplit=1) for line in handle if line.strip())
+        first = self._stem(self.rgb_paths[0])
+        require_path(os.path.join(self.root, self.rgb_paths[0]), "NYUv2 RGB image", SECTION)
+        if self.task == "seg":
+            require_path(os.path.join(self.root, self.label_paths[0]), "NYUv2 label image", SECTION)
+        self._depth_path(first)
+
+    @staticmethod
+    def _stem(path):
+        return os.path.splitext(os.path.basename(path))[0]
+
+    def _find(self, folder, stem, extensions, what):
+        for extension in extensions:
+            path = os.path.join(self.root, folder, stem + extension)
+            if os.path.isfile(path):
+                return path
+        expected = os.path.join(self.root, folder, stem + "|".join(extensions))
+        raise PtsemsegError(f"{what} not found: expected {expected} (see README.md#datasets, section '{SECTION}')")
+
+    def _depth_path(self, stem):
+        if self.depth_source == "raw":
+            return self._find("RawDepth", stem, (".png",), "NYUv2 raw depth")
+        return self._find("Depth", stem, (".png", ".npy"), "NYUv2 depth")
+
+
+    def _load_folder(self, index):
+        stem = self._stem(self.rgb_paths[index])
+        image = read_rgb(os.path.join(self.root, self.rgb_paths[index]))
+        depth_path = self._depth_path(stem)
+        if depth_path.endswith(".npy"):
+            try:
+                depth = np.load(depth_path).astype(np.float32)
+            except (ValueError, OSError, EOFError) as err:
+                raise CorruptFileError(f"cannot read depth {depth_path} ({err})") from None
+        else:
+            depth = mm_to_depth(read_png16(depth_path))
+        sample = {"image": image, "depth": depth,
+                  "meta": {"name": stem, "index": index, "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])}}
+        if self.task == "seg":
+            label_path = os.path.join(self.root, self.label_paths[index])
+            label = read_gray(label_path)
+            if label.dtype != np.uint8:
+                raise CorruptFileError(f"expected an 8-bit label PNG, got {label.dtype}: {label_path}")
+            sample["label"] = label40_table(self.n_classes)[label]
+        if stem in self.scenes:
+            sample["scene"] = scene_class(self.scenes[stem])
+        if self.use_hha:
+            hha_paths = [os.path.join(self.root, "HHA", stem + ext) for ext in (".png", ".jpg")]
+            hha_path = next((path for path in hha_paths if os.path.isfile(path)), None)
+            sample["hha"] = read_rgb(hha_path) if hha_path else hha_encode(depth, sample["meta"]["K"])
+        for key in ("depth", "label", "hha"):
+            if key in sample and sample[key].shape[:2] != image.shape[:2]:
+                raise CorruptFileError(f"{key} of NYUv2 frame {stem} is {sample[key].shape[1]}×"
+                                       f"{sample[key].shape[0]}, its image {image.shape[1]}×{image.shape[0]}")
+        return sample
+
+    # ---------------------------------------------------------------------------------- fusenet_h5 layout
+    def _init_fusenet(self):
+        if self.task == "depth":
+            raise PtsemsegError("NYUv2 layout fusenet_h5 stores depth rescaled to 0..255, not metres: "
+                                "use layout mat or folder for the depth task")
+        if self.use_hha:
+            raise PtsemsegError("NYUv2 layout fusenet_h5 has no metric depth to compute HHA from: "
+                                "use layout mat or folder with use_hha")
+        path = self.root if os.path.isfile(self.root) else os.path.join(self.root, FUSENET_FILE)
+        self.h5 = LazyH5(require_path(path, "FuseNet NYUv2 h5 file", SECTION))
+        handle = self.h5.get()
+        self.keys = {kind: f"{kind}_{self.subset}" for kind in ("rgb", "depth", "label", "class")}
+        missing = [key for kind, key in self.keys.items() if kind != "class" and key not in handle]
+        if missing:
+            raise CorruptFileError(f"{path} lacks {', '.join(missing)}: not FuseNet's {FUSENET_FILE}?")
+        self.length = handle[self.keys["label"]].shape[0]
+        self.has_scene = self.keys["class"] in handle
+        self.h5.close()
+
+    def _load_fusenet(self, index):
+        handle, path = self.h5.get(), self.h5.path
+        image = _read(handle, self.keys["rgb"], index, path)
+        if image.shape[0] == 3:
+            image = image.transpose(1, 2, 0)
+        depth = np.squeeze(_read(handle, self.keys["depth"], index, path)).astype(np.float32)
+        label = np.squeeze(_read(handle, self.keys["label"], index, path)).astype(np.int64)
+        if label.min() < 0 or label.max() > 40:
+            raise CorruptFileError(f"{path}: {self.keys['label']}[{index}] has labels outside 0..40")
+        sample = {
+            "image": np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8)),
+            "depth": depth / 255.0 * self.fusenet_depth_max,
+            "label": label40_table(self.n_classes)[label],
+            "meta": {"name": f"{self.subset}_{index:04d}", "index": index,
+                     "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])},
+        }
+        if self.has_scene:
+            sample["scene"] = int(np.asarray(_read(handle, self.keys["class"], index, path)).ravel()[0]) - 1
+        return sample
+
+    # ------------------------------------------------------------------------------------------- common
+    def __len__(self):
+        if self.layout == "mat":
+            return len(self.indices)
+        if self.layout == "folder":
+            return len(self.rgb_paths)
+        return self.length
+
+    def load(self, index):
+        return {"mat": self._load_mat, "folder": self._load_folder, "fusenet_h5": self._load_fusenet}[
+            self.layout](index)
