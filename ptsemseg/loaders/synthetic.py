@@ -364,22 +364,21 @@ def _cast_room(origin, directions, room):
     return np.minimum(t_wall, tz), sid
 
 
-def _cast_shadows(scene, points, to_light, inv_dist, lit, sid):
+def _cast_shadows(scene, points, to_light, inv_dist, lit):
     """Clear `lit` where the segment from a point to the light crosses an object.
 
-    Only pixels inside each object's cone of shadow (its bounding sphere seen from the light) are ray cast.
+    Only pixels inside each object's cone of shadow (its bounding sphere seen from the light) are ray cast. An
+    object's own lit points need no exclusion: a ray leaving a convex surface towards the light meets it at t = 0.
     """
     dist = 1.0 / inv_dist
-    for k, obj in enumerate(scene.objects):
-        centre = np.array([obj.x, obj.y, obj.h / 2])
+    for obj in scene.objects:
+        axis = np.array([obj.x, obj.y, obj.h / 2]) - scene.light
+        reach = float(np.linalg.norm(axis))
+        ax, ay, az = (float(c) for c in axis / reach)
         bound = math.hypot(obj.radius, obj.h / 2)
-        axis = centre - scene.light
-        reach = np.linalg.norm(axis)
-        axis = axis / reach
         cos_cone = math.sqrt(1 - (bound / reach) ** 2) if bound < reach else -1.0
-        along = -(to_light[0] * float(axis[0]) + to_light[1] * float(axis[1]) + to_light[2] * float(axis[2]))
-        candidate = lit & (along > cos_cone * dist) & (dist > reach - bound) & (sid != N_ROOM_SURFACES + k)
-        index = np.flatnonzero(candidate)
+        inside = (to_light[0] * ax + to_light[1] * ay + to_light[2] * az) < -cos_cone * dist
+        index = np.flatnonzero(inside & lit)
         if index.size:
             t = obj.intersect(*(p.ravel()[index] for p in points), *(d.ravel()[index] for d in to_light))
             lit.ravel()[index[t < 1]] = False
@@ -400,59 +399,82 @@ def _sensor_holes(rng, depth, sid, normals, directions, holes, max_range):
     return missing
 
 
-def render(scene, K, rows, cols, rng, holes=0.0, max_range=6.0):
-    """Ray cast `scene` at rows x cols: image (uint8 RGB), depth (float32 metres, 0 = missing), label (uint8)."""
+def _cast(scene, K, rows, cols):
+    """Ray parameter (= z-depth) and surface id of the first surface each pixel's ray meets, and the rays."""
     origin = [float(c) for c in scene.position]
     directions = _ray_directions(scene, K, rows, cols)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t, sid = _cast_room(origin, directions, scene.room)
-        rects = [_screen_rect(obj, scene, K, rows, cols) for obj in scene.objects]
-        for k, (obj, rect) in enumerate(zip(scene.objects, rects)):
-            if rect is not None:
-                t_obj = obj.intersect(*origin, *(d[rect] for d in directions))
-                closer = t_obj < t[rect]
-                np.copyto(t[rect], t_obj, where=closer)
-                sid[rect][closer] = N_ROOM_SURFACES + k
-        points = [o + t * d for o, d in zip(origin, directions)]
-        n_surfaces = N_ROOM_SURFACES + len(scene.objects)
-        normal_table = np.zeros((n_surfaces, 3), np.float32)
-        normal_table[:N_ROOM_SURFACES] = ROOM_NORMALS
-        normals = [np.take(column, sid) for column in normal_table.T]
-        px, py, pz = points
-        u, v = px.copy(), pz.copy()
-        np.copyto(u, py, where=(sid >> 1) == 1)  # walls x = const: along-wall coordinate is y
-        np.copyto(v, py, where=sid < 2)  # floor and ceiling: (x, y)
-        for k, (obj, rect) in enumerate(zip(scene.objects, rects)):
-            if rect is not None:
-                ys, xs = np.nonzero(sid[rect] == N_ROOM_SURFACES + k)
-                ys, xs = ys + rect[0].start, xs + rect[1].start
-                nx, ny, nz, u[ys, xs], v[ys, xs] = obj.surface(px[ys, xs], py[ys, xs], pz[ys, xs])
-                normals[0][ys, xs], normals[1][ys, xs], normals[2][ys, xs] = nx, ny, nz
+    t, sid = _cast_room(origin, directions, scene.room)
+    for k, obj in enumerate(scene.objects):
+        rect = _screen_rect(obj, scene, K, rows, cols)
+        if rect is not None:
+            t_obj = obj.intersect(*origin, *(d[rect] for d in directions))
+            closer = t_obj < t[rect]
+            np.copyto(t[rect], t_obj, where=closer)
+            sid[rect][closer] = N_ROOM_SURFACES + k
+    points = [o + t * d for o, d in zip(origin, directions)]
+    return t, sid, directions, points
 
-        to_light = [float(c) - p for c, p in zip(scene.light, points)]
-        dist2 = sum(d * d for d in to_light)
-        inv_dist = 1.0 / np.sqrt(dist2)
-        cos_light = sum(n * d for n, d in zip(normals, to_light)) * inv_dist
-        lit = cos_light > 0
-        _cast_shadows(scene, points, to_light, inv_dist, lit, sid)
-    shade = cos_light * lit * (scene.light_power / (1 + dist2 * (1 / scene.light_reach ** 2))) + scene.ambient
 
-    # One remap samples every surface's tile from an atlas of tiles stacked in rows; each tile carries a copy of
-    # its first row and column so that interpolation across its edges wraps around.
+def _surface_frames(scene, sid, points):
+    """World normals (3 arrays) and texture coordinates u, v in metres of the visible surface points."""
+    normal_table = np.zeros((N_ROOM_SURFACES + len(scene.objects), 3), np.float32)
+    normal_table[:N_ROOM_SURFACES] = ROOM_NORMALS
+    normals = [np.take(column, sid) for column in normal_table.T]
+    px, py, pz = points
+    u, v = px.copy(), pz.copy()
+    np.copyto(u, py, where=(sid >> 1) == 1)  # walls x = const: along-wall coordinate is y
+    np.copyto(v, py, where=sid < 2)  # floor and ceiling: (x, y)
+    flat_points, flat_normals = [p.ravel() for p in points], [n.ravel() for n in normals]
+    for k, obj in enumerate(scene.objects):
+        index = np.flatnonzero(sid == N_ROOM_SURFACES + k)
+        nx, ny, nz, u.ravel()[index], v.ravel()[index] = obj.surface(*(p[index] for p in flat_points))
+        for flat, value in zip(flat_normals, (nx, ny, nz)):
+            flat[index] = value
+    return normals, u, v
+
+
+def _shade(scene, points, normals):
+    """Irradiance factor: ambient plus Lambertian light from the point light, with distance fall-off and shadows."""
+    to_light = [float(c) - p for c, p in zip(scene.light, points)]
+    dist2 = sum(d * d for d in to_light)
+    inv_dist = 1.0 / np.sqrt(dist2)
+    cos_light = sum(n * d for n, d in zip(normals, to_light)) * inv_dist
+    lit = cos_light > 0
+    _cast_shadows(scene, points, to_light, inv_dist, lit)
+    return cos_light * lit * (scene.light_power / (1 + dist2 * (1 / scene.light_reach ** 2))) + scene.ambient
+
+
+def _texture(scene, sid, u, v):
+    """Albedo (H, W, 3 float32) of every pixel, sampled from its surface's tile with one remap.
+
+    The tiles are stacked in rows of an atlas; each carries a copy of its first row and column so that
+    bilinear interpolation across its edges wraps around.
+    """
     scale = np.take(scene.texel_scales, sid)
     map_x, map_y = u * scale, v * scale
     for coordinate in (map_x, map_y):
         coordinate -= np.floor(coordinate * (1 / TILE)) * TILE
     map_y += sid.astype(np.float32) * (TILE + 1)
     atlas = np.pad(scene.tiles, ((0, 0), (0, 1), (0, 1), (0, 0)), mode="wrap").reshape(-1, TILE + 1, 3)
-    albedo = cv2.remap(atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    image = cv2.GaussianBlur(albedo * shade[..., None], (0, 0), rng.uniform(0.3, 0.8))
+    return cv2.remap(atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _camera(rng, radiance):
+    """8-bit RGB as a camera records `radiance`: slight lens blur, sensor noise, auto exposure."""
+    image = cv2.GaussianBlur(radiance, (3, 3), rng.uniform(0.3, 0.8))
     noise = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape).astype(np.float32)
     image += (noise - 127.5) * float(rng.uniform(0.01, 0.04) / 255)
-    exposure = rng.uniform(0.3, 0.55) / max(float(image.mean()), 1e-3)  # auto exposure to a random mean level
-    image = cv2.convertScaleAbs(image, alpha=255 * exposure)  # rounds and saturates; noise folds back at black
+    exposure = rng.uniform(0.3, 0.55) / max(float(image.mean()), 1e-3)  # to a random mean level
+    return cv2.convertScaleAbs(image, alpha=255 * exposure)  # rounds and saturates; noise folds back at black
 
-    depth = t
+
+def render(scene, K, rows, cols, rng, holes=0.0, max_range=6.0):
+    """Ray cast `scene` at rows x cols: image (uint8 RGB), depth (float32 metres, 0 = missing), label (uint8)."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # rays parallel to a plane meet it at infinity
+        depth, sid, directions, points = _cast(scene, K, rows, cols)
+        normals, u, v = _surface_frames(scene, sid, points)
+        shade = _shade(scene, points, normals)
+    image = _camera(rng, _texture(scene, sid, u, v) * shade[..., None])
     if holes > 0:
         depth[_sensor_holes(rng, depth, sid, normals, directions, holes, max_range)] = 0
     classes = np.array(ROOM_CLASSES + tuple(obj.label for obj in scene.objects), np.uint8)
