@@ -16,11 +16,14 @@ from ptsemseg.loaders.nyuv2 import NYU_K
 SUN_DEPTH_PNG = os.path.join(SHARED, "realdata", "sunrgbd", "other_formats", "SUN_depth.png")
 
 
-def room(K, pitch_deg=0.0, rows=120, cols=160, camera_height=1.2, wall_distance=4.0):
+def room(K, pitch_deg=0.0, rows=120, cols=160, camera_height=1.2, wall_distance=4.0, roll_deg=0.0):
     """Depth of a floor `camera_height` below the camera and a wall `wall_distance` ahead, seen by a camera
-    pitched by `pitch_deg` (negative = looking down). Returns depth, world points (y down) and the floor mask."""
-    tilt = np.deg2rad(pitch_deg)
-    camera_to_world = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    pitched by `pitch_deg` (negative = looking down) and rolled by `roll_deg` about its optical axis.
+    Returns depth, world points (y down), the floor mask and the camera-to-world rotation."""
+    tilt, roll = np.deg2rad(pitch_deg), np.deg2rad(roll_deg)
+    pitch = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    rolled = np.array([[np.cos(roll), -np.sin(roll), 0], [np.sin(roll), np.cos(roll), 0], [0, 0, 1]])
+    camera_to_world = pitch @ rolled
     u = (np.arange(cols) - K[0, 2]) / K[0, 0]
     v = (np.arange(rows) - K[1, 2]) / K[1, 1]
     rays = np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((rows, cols))), -1) @ camera_to_world.T
@@ -197,3 +200,30 @@ def test_tool_errors_are_one_line():
     result = run_script("tools/fill_depth.py", "--depth", "/nonexistent/depth", "--out", "/tmp/unused")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "/nonexistent/depth" in result.stderr
+
+
+@pytest.mark.slow
+def test_colorization_fills_the_real_sunrgbd_frame():
+    """Full-resolution colorization fill of a real SUN RGB-D frame (several seconds)."""
+    if not os.path.isfile(SUN_DEPTH_PNG):
+        pytest.skip(f"real SUN RGB-D depth sample absent: {SUN_DEPTH_PNG}")
+    depth = du.decode_sunrgbd_depth(read_png16(SUN_DEPTH_PNG))
+    image = read_rgb(SUN_DEPTH_PNG.replace("SUN_depth.png", "SUN_color.jpg"))
+    known = depth > 0
+    assert 0 < (~known).sum() < known.sum()
+    filled = du.fill_depth(depth, "colorization", image=image)
+    assert (filled > 0).all()
+    assert np.median(np.abs(filled - depth)[known]) < 0.01
+    assert filled.min() >= 0.9 * depth[known].min() and filled.max() <= 1.1 * depth[known].max()
+
+
+def test_gravity_with_pitch_and_roll_at_full_resolution():
+    depth, world, floor, camera_to_world = room(NYU_K, -25.0, rows=480, cols=640, roll_deg=10.0)
+    true_down = camera_to_world.T @ np.array([0.0, 1.0, 0.0])
+    gravity = du.estimate_gravity(du.surface_normals(depth, NYU_K, radius=10))
+    assert np.degrees(np.arccos(np.clip(gravity @ true_down, -1, 1))) < 0.5
+    hha = du.hha_encode(depth, NYU_K)
+    expected = expected_hha(depth, world, floor)
+    assert np.array_equal(hha[..., 0], expected[..., 0])
+    assert np.abs(hha[..., 1].astype(int) - expected[..., 1]).max() <= 2
+    assert (np.abs(hha[..., 2].astype(int) - expected[..., 2]) <= 1).mean() > 0.98

@@ -467,3 +467,27 @@ def test_configs_validate(config):
     cfg = load_config(os.path.join(REPO, "configs", config))
     assert cfg["model"] == {**cfg["model"], "arch": "deeplab", "backbone": "resnet101"}
     assert cfg["data"]["dataset"] in ("nyuv2", "sunrgbd")
+
+
+@pytest.mark.parametrize("dataset", ["nyuv2", "sunrgbd"])
+def test_trainer_runs_on_the_miniature_datasets(dataset, nyu, sun, tmp_path):
+    """Two iterations and a validation through the trainer: batching of hha, scene and meta.K included."""
+    import yaml
+
+    from conftest import tiny_config
+    from ptsemseg.trainer import Trainer
+
+    cfg = tiny_config()
+    cfg["data"] = {"dataset": dataset, "path": (nyu if dataset == "nyuv2" else sun)[0], "train_split": "train",
+                   "val_split": "val", "img_rows": 24, "img_cols": 32, "img_norm": True, "use_hha": True}
+    if dataset == "nyuv2":
+        cfg["data"]["n_classes"] = 13
+    cfg["training"].update(train_iters=2, val_interval=2, out_dir=str(tmp_path / "run"))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    trainer = Trainer(load_config(str(path)), str(path))
+    assert trainer.n_classes == (13 if dataset == "nyuv2" else 37)
+    batch = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=2)))
+    assert batch["hha"].shape == (2, 3, 24, 32) and batch["meta"]["K"].shape == (2, 3, 3)
+    scores = trainer.run()
+    assert "mean_iou" in scores
