@@ -49,6 +49,17 @@ def mm_to_depth(millimetres, scale=1000.0):
     return np.asarray(millimetres, dtype=np.float32) / np.float32(scale)
 
 
+# Indoor RGB-D sensors measure up to about 10 m: a frame whose median depth lies beyond this was decoded
+# with the wrong unit or encoding.
+PLAUSIBLE_INDOOR_MEDIAN_M = 12.0
+
+
+def median_depth(depth):
+    """Median of the valid (> 0) depths of a map, 0 when it has none."""
+    valid = np.asarray(depth)[np.asarray(depth) > 0]
+    return float(np.median(valid)) if valid.size else 0.0
+
+
 def scale_intrinsics(K, from_size, to_size):
     """Intrinsics for an image resized from (rows, cols) `from_size` to `to_size`."""
     K = np.array(K, dtype=np.float32)

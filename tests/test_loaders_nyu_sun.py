@@ -228,6 +228,10 @@ def test_nyu_folder_truncated_image_is_named_and_skipped(nyu_folder, tmp_path):
     with pytest.warns(UserWarning, match="skipping bad sample: .*RGB/0003.png"):
         item = skipping[1]
     assert item["meta"]["name"] == "0004"
+    np.save(copy / "Depth" / "0001.npy", np.full((ROWS, COLS), 2500.0, np.float32))  # millimetres, not metres
+    os.remove(copy / "Depth" / "0001.png")
+    with pytest.raises(PtsemsegError, match="Depth/0001.npy has a median of 2500 m: it must hold metres"):
+        dataset.load(0)
     os.remove(copy / "Depth" / "0004.png")
     with pytest.raises(PtsemsegError, match="NYUv2 depth not found: expected .*Depth/0004.png\\|.npy"):
         dataset.load(2)

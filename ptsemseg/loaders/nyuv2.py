@@ -23,7 +23,8 @@ import h5py
 import numpy as np
 import scipy.io
 
-from ptsemseg.depth_utils import hha_encode, mm_to_depth, scale_intrinsics
+from ptsemseg.depth_utils import (PLAUSIBLE_INDOOR_MEDIAN_M, hha_encode, median_depth, mm_to_depth,
+                                  scale_intrinsics)
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
@@ -283,6 +284,10 @@ class NYUv2(DenseDataset):
                 raise CorruptFileError(f"cannot read depth {depth_path} ({err})") from None
         else:
             depth = mm_to_depth(read_png16(depth_path))
+        if median_depth(depth) > PLAUSIBLE_INDOOR_MEDIAN_M:
+            unit = "metres (float)" if depth_path.endswith(".npy") else "millimetres (uint16)"
+            raise PtsemsegError(f"depth {depth_path} has a median of {median_depth(depth):.0f} m: "
+                                f"it must hold {unit}")
         sample = {"image": image, "depth": depth,
                   "meta": {"name": stem, "index": index, "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])}}
         if self.task == "seg":

@@ -29,7 +29,8 @@ import h5py
 import numpy as np
 import scipy.io
 
-from ptsemseg.depth_utils import decode_sunrgbd_depth, hha_encode, mm_to_depth
+from ptsemseg.depth_utils import (PLAUSIBLE_INDOOR_MEDIAN_M, decode_sunrgbd_depth, hha_encode, median_depth,
+                                  mm_to_depth)
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
@@ -47,8 +48,6 @@ ALLSPLIT = os.path.join(TOOLBOX, "traintestSUNRGBD", "allsplit.mat")
 SEG_MAT = os.path.join(TOOLBOX, "Metadata", "SUNRGBD2Dseg.mat")
 META_MAT = os.path.join(TOOLBOX, "Metadata", "SUNRGBDMeta.mat")
 IGNORE_INDEX = 255
-# A frame whose decoded depth has a median beyond this was read with the wrong PNG encoding.
-PLAUSIBLE_MEDIAN_DEPTH_M = 12.0
 
 # seg37list.mat order (labels 1..37).
 SUNRGBD_CLASS_NAMES = (
@@ -137,10 +136,10 @@ def _only_file(folder, extensions):
 
 
 def _check_plausible(depth, path, encoding):
-    valid = depth[depth > 0]
-    if valid.size and np.median(valid) > PLAUSIBLE_MEDIAN_DEPTH_M:
+    median = median_depth(depth)
+    if median > PLAUSIBLE_INDOOR_MEDIAN_M:
         other = "mm" if encoding == "sunrgbd" else "sunrgbd"
-        raise PtsemsegError(f"depth {path} decodes to a median of {np.median(valid):.1f} m with "
+        raise PtsemsegError(f"depth {path} decodes to a median of {median:.1f} m with "
                             f"depth_encoding '{encoding}': set data.depth_encoding: {other}")
 
 
