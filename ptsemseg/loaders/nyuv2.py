@@ -176,6 +176,7 @@ class NYUv2(DenseDataset):
         require_path(root, "NYUv2 root", SECTION)
         self.n_classes = n_classes
         self.class_names = NYU40_CLASS_NAMES if n_classes == 40 else NYU13_CLASS_NAMES
+        self.label40 = label40_table(n_classes)
         self.subset = SPLITS[split]
         self.depth_source = depth_source
         self.use_hha = use_hha
@@ -284,10 +285,10 @@ class NYUv2(DenseDataset):
                 raise CorruptFileError(f"cannot read depth {depth_path} ({err})") from None
         else:
             depth = mm_to_depth(read_png16(depth_path))
-        if median_depth(depth) > PLAUSIBLE_INDOOR_MEDIAN_M:
+        median = median_depth(depth)
+        if median > PLAUSIBLE_INDOOR_MEDIAN_M:
             unit = "metres (float)" if depth_path.endswith(".npy") else "millimetres (uint16)"
-            raise PtsemsegError(f"depth {depth_path} has a median of {median_depth(depth):.0f} m: "
-                                f"it must hold {unit}")
+            raise PtsemsegError(f"depth {depth_path} has a median of {median:.0f} m: it must hold {unit}")
         sample = {"image": image, "depth": depth,
                   "meta": {"name": stem, "index": index, "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])}}
         if self.task == "seg":
@@ -295,7 +296,7 @@ class NYUv2(DenseDataset):
             label = read_gray(label_path)
             if label.dtype != np.uint8:
                 raise CorruptFileError(f"expected an 8-bit label PNG, got {label.dtype}: {label_path}")
-            sample["label"] = label40_table(self.n_classes)[label]
+            sample["label"] = self.label40[label]
         if stem in self.scenes:
             sample["scene"] = scene_class(self.scenes[stem])
         if self.use_hha:
@@ -339,7 +340,7 @@ class NYUv2(DenseDataset):
         sample = {
             "image": np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8)),
             "depth": depth / 255.0 * self.fusenet_depth_max,
-            "label": label40_table(self.n_classes)[label],
+            "label": self.label40[label],
             "meta": {"name": f"{self.subset}_{index:04d}", "index": index,
                      "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])},
         }
