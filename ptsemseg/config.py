@@ -6,6 +6,7 @@ the closest valid names instead of an hour into a run.
 import copy
 import inspect
 import os
+import re
 import warnings
 
 import yaml
@@ -53,6 +54,20 @@ DEFAULTS = {
 POSITIVE_INTS = ("train_iters", "batch_size", "val_interval", "print_interval")
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads `1e-4` as a float (YAML 1.2), as researchers write learning rates."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def safe_load(text):
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
 def merge(base, child):
     """Recursive dict merge where the child's values win."""
     out = copy.deepcopy(base)
@@ -70,7 +85,7 @@ def read_yaml(path):
         raise PtsemsegError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as handle:
         try:
-            cfg = yaml.safe_load(handle)
+            cfg = safe_load(handle)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -108,7 +123,7 @@ def parse_overrides(overrides):
         if not sep or not key or any(not part for part in parts):
             raise PtsemsegError(f"bad override '{item}': expected dotted.key=value")
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
+            value = safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             raise PtsemsegError(f"bad override '{item}': the value is not valid YAML") from None
         node = result
