@@ -210,7 +210,7 @@ def validate(cfg, path):
     if "dataset" not in data:
         _fail(path, "data.dataset", "missing")
     _check_name(path, "data.dataset", data["dataset"], DATASETS)
-    options = {k: v for k, v in data.items() if k not in SCHEMA["data"]}
+    options = {k: v for k, v in data.items() if k not in SCHEMA["data"] and v is not None}
     _check_kwargs(path, "data", DATASETS.get(data["dataset"]).__init__, options,
                   skip=("self", "root", "split", "task", "img_size", "augmentations", "img_norm"))
     for key in ("img_rows", "img_cols"):
