@@ -119,6 +119,7 @@ def test_length_per_split():
     ({"holes": 1.5}, "data.holes must be a number in [0, 1]"),
     ({"max_range": 0}, "data.max_range must be a positive number"),
     ({"native_size": (240,)}, "data.native_size must be two positive integers"),
+    ({"native_size": 240}, "data.native_size must be two positive integers"),
 ])
 def test_bad_options_raise_one_line_errors(options, message):
     split = options.pop("split", "train")

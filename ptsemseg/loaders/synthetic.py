@@ -9,6 +9,7 @@ so a pixel's colour says little about its class and models have to use shape and
 World frame: x, y span the floor (metres), z points up, the floor is z = 0. Camera frame: x right, y down,
 z forward; `depth` is the z coordinate of the visible point in the camera frame (what depth sensors give).
 """
+import dataclasses
 import math
 
 import cv2
@@ -25,8 +26,7 @@ SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_LENGTHS = {"train": 2000, "val": 200, "test": 200}
 FOCAL_PER_WIDTH = 0.8125  # focal length / image width at the native size: a 63° horizontal field of view
 
-# Room surfaces are surface ids 0..5, objects 6 onwards; these tables give each room surface's class,
-# inward normal and which world coordinates parametrise its texture (x-walls use y, every wall uses z for v).
+# Surface ids: 0 floor, 1 ceiling, 2..5 the walls x = 0, x = width, y = 0, y = length, then one per object.
 ROOM_CLASSES = (FLOOR, CEILING, WALL, WALL, WALL, WALL)
 ROOM_NORMALS = ((0, 0, 1), (0, 0, -1), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0))
 N_ROOM_SURFACES = 6
@@ -153,20 +153,21 @@ def _box_corners(x, y, r, h):
     return np.array([[x + sx * r, y + sy * r, z] for z in (0.0, h) for sx in (-1, 1) for sy in (-1, 1)])
 
 
+@dataclasses.dataclass
 class Scene:
-    """Everything drawn for one item, independent of the rendering size."""
+    """Everything drawn for one item, independent of the rendering size (world frame, metres)."""
 
-    def __init__(self, kind, room, position, rotation, light, objects, tiles, texel_scales, ambient, light_power,
-                 light_reach):
-        self.kind = kind
-        self.room = room  # (width along x, length along y, height)
-        self.position = position  # camera centre, world frame
-        self.rotation = rotation  # 3x3 world-from-camera, columns = camera x, y, z axes
-        self.light = light
-        self.objects = objects
-        self.tiles = tiles  # (n_surfaces, TILE, TILE, 3) float32 albedo
-        self.texel_scales = texel_scales  # texels per metre, per surface
-        self.ambient, self.light_power, self.light_reach = ambient, light_power, light_reach
+    kind: int  # index into SCENE_NAMES
+    room: tuple  # (width along x, length along y, height)
+    position: np.ndarray  # camera centre
+    rotation: np.ndarray  # 3x3 world-from-camera: columns are the camera's x, y, z axes
+    light: np.ndarray  # point light position
+    objects: list
+    tiles: np.ndarray  # (n_surfaces, TILE, TILE, 3) float32 albedo, one per surface id
+    texel_scales: np.ndarray  # texels per metre, per surface id
+    ambient: float
+    light_power: float
+    light_reach: float  # distance at which the light's fall-off halves it
 
 
 def _rotation(yaw, pitch, roll):
@@ -179,7 +180,7 @@ def _rotation(yaw, pitch, roll):
 
 
 def _project(points, position, rotation, half_fov_tan):
-    """Normalised image coordinates (x/z, y/z) and z of world points in the camera, divided by the half-FOV tangents."""
+    """Image coordinates of world points scaled to [-1, 1] across the field of view, and their camera z."""
     cam = (points - position) @ rotation
     z = cam[..., 2]
     return cam[..., 0] / z / half_fov_tan[0], cam[..., 1] / z / half_fov_tan[1], z
@@ -486,7 +487,8 @@ class Synthetic(DenseDataset):
     """Procedural indoor RGB-D scenes (see the module docstring); `root` is ignored.
 
     Options (YAML `data.<option>`):
-    - `length`: items in the split, an int or a {split: int} mapping (default 2000 train, 200 val, 200 test);
+    - `length`: items in the split, an int or a {split: int} mapping (default 2000 train, 200 val, 200 test,
+      also for splits a mapping leaves out);
     - `seed`: scene stream; items are deterministic per (seed, split, index) and the splits never share scenes;
     - `holes`: strength in [0, 1] of sensor-like depth holes (0, the default, gives complete depth). Above 0,
       returns beyond `max_range` metres and along occluding edges are missing, grazing surfaces drop out with a
@@ -514,7 +516,8 @@ class Synthetic(DenseDataset):
             raise PtsemsegError(f"data.holes must be a number in [0, 1], got {holes!r}")
         if isinstance(max_range, bool) or not isinstance(max_range, (int, float)) or max_range <= 0:
             raise PtsemsegError(f"data.max_range must be a positive number of metres, got {max_range!r}")
-        if len(native_size) != 2 or not all(_is_int(n) and n > 0 for n in native_size):
+        if not isinstance(native_size, (list, tuple)) or len(native_size) != 2 or not all(
+                _is_int(n) and n > 0 for n in native_size):
             raise PtsemsegError(f"data.native_size must be two positive integers (rows, cols), got {native_size!r}")
         self.seed, self.holes, self.max_range = seed, float(holes), float(max_range)
         self.native_size = tuple(native_size)
