@@ -1,4 +1,5 @@
 """The built-in procedural RGB-D dataset: contract, determinism, geometry, sensor holes and colour statistics."""
+import hashlib
 import subprocess
 import sys
 
@@ -65,7 +66,12 @@ def test_numpy_sample_carries_every_key_for_both_tasks():
         assert set(sample["meta"]) == {"name", "index", "K"}
 
 
-def test_rendered_at_img_size_so_the_base_resize_has_nothing_to_do():
+def test_rendered_at_img_size_so_the_base_resize_has_nothing_to_do(monkeypatch):
+    def no_resize(*args, **kwargs):
+        raise AssertionError("the synthetic dataset must not be resized")
+
+    monkeypatch.setattr("ptsemseg.loaders.base.cv2.resize", no_resize)
+    assert small()[0]["image"].shape[1:] == SMALL
     assert small().load(0)["image"].shape[:2] == SMALL
     assert Synthetic(None, "train").load(0)["image"].shape[:2] == (240, 320)
     assert Synthetic(None, "train", native_size=(120, 200)).load(0)["image"].shape[:2] == (120, 200)
@@ -88,7 +94,6 @@ def test_items_are_deterministic_across_processes():
     code = ("from ptsemseg.loaders.synthetic import Synthetic; import hashlib; "
             "s = Synthetic(None, 'test', img_size=(60, 80), holes=0.3).load(7); "
             "print(hashlib.sha1(s['image'].tobytes() + s['depth'].tobytes() + s['label'].tobytes()).hexdigest())")
-    import hashlib
     sample = Synthetic(None, "test", img_size=SMALL, holes=0.3).load(7)
     expected = hashlib.sha1(sample["image"].tobytes() + sample["depth"].tobytes() + sample["label"].tobytes())
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
