@@ -1,4 +1,6 @@
 """Name -> builder registries shared by models, datasets, losses, optimizers, schedulers and augmentations."""
+import inspect
+
 from ptsemseg.errors import PtsemsegError, closest
 
 
@@ -31,3 +33,23 @@ class Registry:
 
     def names(self):
         return sorted(self._builders)
+
+    def check_options(self, name, options, given=(), shared=()):
+        """Fail in one line when YAML `options` for `name` hold keys its builder does not take or lack required ones.
+
+        `given` are the builder's parameters the caller passes itself (params, optimizer...); `shared` are keys the
+        caller handles for every builder of this kind (a loss's scale_weight...), valid but not passed on.
+        """
+        params = inspect.signature(self.get(name)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        takes = [key for key, p in params.items() if key not in given
+                 and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        valid = takes + [key for key in shared if key not in takes]
+        unknown = [key for key in options if key not in valid]
+        if unknown:
+            raise PtsemsegError(f"{self.kind} '{name}': unknown option {', '.join(repr(k) for k in unknown)} "
+                                f"(valid: {', '.join(valid) or 'none'})")
+        missing = [key for key in takes if params[key].default is inspect.Parameter.empty and key not in options]
+        if missing:
+            raise PtsemsegError(f"{self.kind} '{name}': missing option {', '.join(repr(k) for k in missing)}")
