@@ -198,7 +198,7 @@ def validate(cfg, path):
         _fail(path, "model.arch", "missing")
     _check_name(path, "model.arch", model["arch"], MODELS)
     _check_kwargs(path, "model", MODELS.get(model["arch"]),
-                  {k: v for k, v in model.items() if k != "arch"}, skip=("task", "n_outputs"))
+                  {k: v for k, v in model.items() if k != "arch" and v is not None}, skip=("task", "n_outputs"))
 
     task = cfg.get("task", DEFAULTS["task"])
     if task not in ("seg", "depth"):

@@ -183,7 +183,7 @@ def test_bad_checkpoints_fail_in_one_line(previous_run, tmp_path):
     assert_one_line_error(run_script("train.py", "--config", path, "--opts", f"training.resume={last}",
                                      "model.backbone=resnet34", other_dir), "does not fit")
     assert_one_line_error(run_script("validate_seg.py", "--config", path, "--model_path", last,
-                                     "--opts", "model={arch: segnet}"), "arch=deeplab")
+                                     "--opts", "model.arch=segnet", "model.backbone="), "arch=deeplab")
     assert_one_line_error(run_script("test_depth.py", "--config", path, "--model_path", last, "--opts", "task=depth"),
                           "task=seg")
     other_classes = torch.load(last, weights_only=True)
