@@ -47,7 +47,7 @@ AUX_DEPTH = [[2.0, 6.0]]
 AUX_TARGET = [[3.0, 3.0, 3.0, 3.0]]
 
 
-def ce_cases(name):
+def ce_cases():
     main = (LN(4 / 3) + LN(4)) / 2
     return [
         ("mean over labelled pixels", {}, logits(CONFIDENT, CONFIDENT, UNSURE), labels(0, 1, 255), main),
@@ -63,7 +63,7 @@ def ce_cases(name):
     ]
 
 
-def bootstrapped_cases(name):
+def bootstrapped_cases():
     two_images = torch.cat([logits(CONFIDENT, CONFIDENT, UNSURE), logits(CONFIDENT, CONFIDENT, CONFIDENT)])
     two_images = two_images.detach().requires_grad_()
     two_targets = torch.cat([labels(0, 1, 255), labels(0, 0, 0)])
@@ -92,28 +92,28 @@ def depth_cases(main_value, extra=()):
     ]
 
 
-def l1_cases(name):
+def l1_cases():
     return depth_cases(5 / 3, extra=[
         ("aux output resized bilinearly", {}, [depth(AUX_TARGET, True), depth(AUX_DEPTH, True)], depth(AUX_TARGET),
          0.4 * 1.5),
     ])
 
 
-def berhu_cases(name):
+def berhu_cases():
     c = 0.2 * 3  # the largest valid residual is 3 (the invalid pixel's 5 is left out)
     return depth_cases(((9 + c * c) / (2 * c) + (4 + c * c) / (2 * c)) / 3, extra=[
         ("below c it is L1", {}, depth([[10.0, 2.5]], True), depth([[5.0, 2.0]]), (0.5 + (25 + 1) / 2) / 2),
     ])
 
 
-def huber_cases(name):
+def huber_cases():
     return depth_cases((2.5 + 1.5) / 3, extra=[
         ("delta 2", {"delta": 2}, depth(DEPTH_PRED, True), depth(DEPTH_TARGET), (2 * (3 - 1) + 0.5 * 4) / 3),
         ("over- and under-prediction alike", {}, depth([[1.0, 7.0]], True), depth([[4.0, 4.0]]), 2.5),
     ])
 
 
-def scale_invariant_cases(name):
+def scale_invariant_cases():
     sum_sq, total = LN(2.5) ** 2 + LN(2) ** 2, LN(1.25)
     return depth_cases(sum_sq / 3 - total ** 2 / 9, extra=[
         ("variance_focus 0.5", {"variance_focus": 0.5}, depth(DEPTH_PRED, True), depth(DEPTH_TARGET),
@@ -143,7 +143,7 @@ def _inputs(output):
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_loss_hand_cases_and_gradients(name):
     assert name in LOSS_CASES, f"loss '{name}' has no test cases"
-    for title, options, output, target, expected in LOSS_CASES[name](name):
+    for title, options, output, target, expected in LOSS_CASES[name]():
         cfg = {"name": name, **options}
         frozen = copy.deepcopy(cfg)
         loss_fn = get_loss(cfg, {"name": "cross_entropy"})
@@ -162,7 +162,7 @@ def test_loss_hand_cases_and_gradients(name):
 def test_loss_rejects_unknown_options_and_wrong_weights_count(name):
     with pytest.raises(PtsemsegError, match=r"unknown option 'bogus' \(valid: .*scale_weight"):
         get_loss({"name": name, "bogus": 1}, {})
-    _, options, output, target, _ = LOSS_CASES[name](name)[0]
+    _, options, output, target, _ = LOSS_CASES[name]()[0]
     loss_fn = get_loss({"name": name, **options, "scale_weight": [1.0, 0.5, 0.25]}, {})
     with pytest.raises(PtsemsegError, match="3 weights but the model returned 2 outputs"):
         loss_fn([output, output], target)
@@ -348,10 +348,10 @@ def seg_batch(pred, target):
     return torch.tensor([pred]), torch.tensor([target])
 
 
-# Classes 0 and 1 only, class 2 absent from both: confusion [[3, 1], [1, 1]] plus two ignored pixels
-# (255 and the out-of-range 7) whose predictions must not count.
-SEG_PRED = [[0, 0, 0, 1, 1, 0, 2, 2]]
-SEG_TARGET = [[0, 0, 0, 0, 1, 1, 255, 7]]
+# Classes 0 and 1 only, class 2 absent from both: confusion [[3, 1], [1, 1]] plus three ignored pixels
+# (255 and the out-of-range 7 and -1) whose predictions must not count.
+SEG_PRED = [[0, 0, 0, 1, 1, 0, 2, 2, 0]]
+SEG_TARGET = [[0, 0, 0, 0, 1, 1, 255, 7, -1]]
 SEG_SCORES = {"overall_acc": 4 / 6, "mean_acc": (3 / 4 + 1 / 2) / 2, "mean_iou": (3 / 5 + 1 / 3) / 2,
               "fwiou": 4 / 6 * 3 / 5 + 2 / 6 * 1 / 3, "per_class_iou": [3 / 5, 1 / 3, NAN]}
 
@@ -382,7 +382,7 @@ def crop_image(pred_in_row_3):
 METRIC_CASES = {  # name -> [(constructor kwargs, batches, expected scores)]
     "seg": [
         ({"n_classes": 3}, [seg_batch(SEG_PRED, SEG_TARGET)], SEG_SCORES),
-        ({"n_classes": 3}, [seg_batch([[0, 0, 0, 1]], [[0, 0, 0, 0]]), seg_batch([[1, 0, 2, 2]], [[1, 1, 255, 7]])],
+        ({"n_classes": 3}, [seg_batch([[0, 0, 0, 1]], [[0, 0, 0, 0]]), seg_batch([[1, 0, 2, 2]], [[1, 1, 255, -1]])],
          SEG_SCORES),
         ({"n_classes": 3}, [seg_batch([[0, 2]], [[0, 0]])],  # class 2 predicted but absent: IoU 0, counted
          {"overall_acc": 0.5, "mean_acc": 0.5, "mean_iou": 0.25, "fwiou": 0.5, "per_class_iou": [0.5, NAN, 0.0]}),
@@ -410,6 +410,9 @@ METRIC_CASES = {  # name -> [(constructor kwargs, batches, expected scores)]
          depth_scores(1, abs_rel=9 / 4, sq_rel=72 ** 2 / 8 / 4, rmse=36.0, rmse_log=LN(10) / 2,
                       log10=0.25, silog=100 * math.sqrt(LN(10) ** 2 / 4 - LN(10) ** 2 / 16),
                       delta1=0.75, delta2=0.75, delta3=0.75)),
+        # medians 5 and 2.5 (not the lower middles 4 and 1.5) -> ×2 = (2, 3, 7, 200), then capped at 80
+        ({"median_scaling": True}, [depth_batch(([[1.0, 1.5, 3.5, 100.0]], [[2.0, 4.0, 6.0, 8.0]]))],
+         {"abs_rel": (0 + 1 / 4 + 1 / 6 + 9) / 4, "delta1": 0.5, "delta2": 0.75, "n_images": 1}),
         ({"crop": "garg"}, [crop_image(2.0)], depth_scores(1, **PERFECT_SCORES)),
         ({"crop": "eigen"}, [crop_image(2.0)],
          depth_scores(1, abs_rel=9 / 54, sq_rel=9 / 54, rmse=math.sqrt(9 / 54), rmse_log=math.sqrt(9 / 54) * LN(2),
