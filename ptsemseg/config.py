@@ -237,6 +237,7 @@ def validate(cfg, path):
         _fail(path, "training.augmentations", "must be a mapping of augmentation: value")
     for name in augmentations:
         _check_name(path, f"training.augmentations.{name}", name, AUGMENTATIONS)
+    _build_training_components(path, training, task)
     if training.get("amp") not in (None, False, True, "bf16", "fp16"):
         _fail(path, "training.amp", f"must be false, bf16 or fp16, got {training['amp']!r}")
     if training.get("device") not in (None, "auto", "cpu", "cuda"):
@@ -244,6 +245,33 @@ def validate(cfg, path):
     crop = (cfg.get("testing") or {}).get("crop")
     if crop not in (None, "none", "garg", "eigen"):
         _fail(path, "testing.crop", f"must be none, garg or eigen, got {crop!r}")
+
+
+def _build_training_components(path, training, task):
+    """Build loss, optimizer, schedule and augmentations once, so their options fail now, not mid-run."""
+    import torch
+
+    from ptsemseg.augmentations import get_composed_augmentations
+    from ptsemseg.losses import get_loss
+    from ptsemseg.optimizers import get_optimizer
+    from ptsemseg.schedulers import get_scheduler
+    from ptsemseg.tasks import get_task
+
+    def build_schedule():
+        optimizer = get_optimizer(training.get("optimizer"), [torch.nn.Parameter(torch.zeros(1))])
+        return get_scheduler(optimizer, training.get("lr_schedule"), training.get("train_iters") or 1)
+
+    steps = (
+        ("loss", lambda: get_loss(training.get("loss"), get_task(task).default_loss)),
+        ("optimizer", lambda: get_optimizer(training.get("optimizer"), [torch.nn.Parameter(torch.zeros(1))])),
+        ("lr_schedule", build_schedule),
+        ("augmentations", lambda: get_composed_augmentations(training.get("augmentations"))),
+    )
+    for key, build in steps:
+        try:
+            build()
+        except PtsemsegError as err:
+            _fail(path, f"training.{key}", str(err))
 
 
 def save_config(cfg, path):

@@ -92,3 +92,15 @@ def test_base_loop_is_reported(tmp_path):
     dump(tmp_path / "b.yaml", {"_base_": "a.yaml"})
     with pytest.raises(PtsemsegError, match="loops back"):
         load_config(str(tmp_path / "a.yaml"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.loss={name: scale_invariant_loss, lambda: 0.5}", "unknown option 'lambda'"),
+    ("training.optimizer={name: adam, lr: 1e-3, momentum: 0.9}", "momentum"),
+    ("training.lr_schedule={name: multi_step}", "missing option 'milestones'"),
+    ("training.augmentations={hflip: 2}", "hflip"),
+])
+def test_component_options_fail_at_load(tmp_path, override, message):
+    path = dump(tmp_path / "c.yaml", tiny_config())
+    with pytest.raises(PtsemsegError, match=message):
+        load_config(path, [override])
