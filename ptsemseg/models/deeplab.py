@@ -31,8 +31,7 @@ class DeepLabV2(nn.Module):
 
     input_keys = ("image",)
 
-    def __init__(self, task, n_outputs, backbone="resnet101", output_stride=8, pretrained="none",
-                 aspp_rates=(6, 12, 18, 24), in_channels=3, freeze_bn=False):
+    def __init__(self, task, n_outputs, backbone, output_stride, pretrained, aspp_rates, in_channels, freeze_bn):
         super().__init__()
         if output_stride not in (8, 16):
             raise PtsemsegError(f"deeplab output_stride must be 8 or 16, got {output_stride!r}")
@@ -47,8 +46,9 @@ class DeepLabV2(nn.Module):
         return self.activation(resize_to(self.aspp(features), image.shape[-2:]))
 
 
-@MODELS.register("deeplab", "deeplabv2")
-def deeplab(task, n_outputs, **options):
+@MODELS.register("deeplab")
+def deeplab(task, n_outputs, backbone="resnet101", output_stride=8, pretrained="none", aspp_rates=(6, 12, 18, 24),
+            in_channels=3, freeze_bn=False):
     """DeepLab v2 (no CRF, no multi-scale inputs).
 
     Options: backbone resnet18 | resnet34 | resnet50 | resnet101 (default; the paper's) | resnet152;
@@ -58,4 +58,4 @@ def deeplab(task, n_outputs, **options):
     freeze_bn (default false; true fixes the BN layers as the paper does, useful with pretrained weights and
     small batches); in_channels (default 3).
     """
-    return DeepLabV2(task, n_outputs, **options)
+    return DeepLabV2(task, n_outputs, backbone, output_stride, pretrained, aspp_rates, in_channels, freeze_bn)

@@ -49,8 +49,7 @@ class FCRN(nn.Module):
 
     input_keys = ("image",)
 
-    def __init__(self, task, n_outputs, backbone="resnet50", pretrained="none", dropout=0.5, in_channels=3,
-                 freeze_bn=False):
+    def __init__(self, task, n_outputs, backbone, pretrained, dropout, in_channels, freeze_bn):
         super().__init__()
         self.backbone = build_backbone(backbone, 32, pretrained, in_channels, freeze_bn=freeze_bn)
         width = self.backbone.channels[-1] // 2
@@ -66,11 +65,11 @@ class FCRN(nn.Module):
 
 
 @MODELS.register("fcrn")
-def fcrn(task, n_outputs, **options):
+def fcrn(task, n_outputs, backbone="resnet50", pretrained="none", dropout=0.5, in_channels=3, freeze_bn=False):
     """FCRN with fast up-projections (bias-free convs before BN, so 63.57M instead of the reference's 63.58M).
 
     Options: backbone resnet50 (default; the paper's) | resnet18 | resnet34 | resnet101 | resnet152
-    (the decoder starts at half the backbone's width); dropout before the prediction (default 0.5);
+    (the decoder starts at half the backbone's width); dropout: Dropout2d rate before the prediction (default 0.5);
     pretrained none (default) | imagenet | PATH; freeze_bn (default false); in_channels (default 3).
     """
-    return FCRN(task, n_outputs, **options)
+    return FCRN(task, n_outputs, backbone, pretrained, dropout, in_channels, freeze_bn)

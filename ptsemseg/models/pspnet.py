@@ -40,8 +40,8 @@ class PSPNet(nn.Module):
 
     input_keys = ("image",)
 
-    def __init__(self, task, n_outputs, backbone="resnet101", bins=(1, 2, 3, 6), output_stride=8, pretrained="none",
-                 deep_stem=True, dropout=0.1, in_channels=3, freeze_bn=False):
+    def __init__(self, task, n_outputs, backbone, bins, output_stride, pretrained, deep_stem, dropout, in_channels,
+                 freeze_bn):
         super().__init__()
         if not bins or not all(isinstance(bin_size, int) and bin_size > 0 for bin_size in bins):
             raise PtsemsegError(f"pspnet bins must be positive integers, got {bins!r}")
@@ -63,7 +63,8 @@ class PSPNet(nn.Module):
 
 
 @MODELS.register("pspnet")
-def pspnet(task, n_outputs, **options):
+def pspnet(task, n_outputs, backbone="resnet101", bins=(1, 2, 3, 6), output_stride=8, pretrained="none",
+           deep_stem=True, dropout=0.1, in_channels=3, freeze_bn=False):
     """PSPNet; train mode returns [main, aux] (aux at 1/8 of the input), eval mode the main output.
 
     The paper weights the auxiliary loss by 0.4 (set `training.loss.scale_weight: [1.0, 0.4]`).
@@ -73,4 +74,5 @@ def pspnet(task, n_outputs, **options):
     pretrained none (default) | imagenet | PATH; freeze_bn (default false); in_channels (default 3).
     A pyramid branch pools to 1×1, so BN needs a batch of at least 2 in train mode.
     """
-    return PSPNet(task, n_outputs, **options)
+    return PSPNet(task, n_outputs, backbone, bins, output_stride, pretrained, deep_stem, dropout, in_channels,
+                  freeze_bn)

@@ -135,7 +135,8 @@ class ResNetBackbone(nn.Module):
         missing = sorted(key for key in set(expected) - set(state) if not key.endswith("num_batches_tracked"))
         unexpected = sorted(set(state) - set(expected))
         wrong_shape = sorted(key for key in set(state) & set(expected) if state[key].shape != expected[key].shape)
-        for problem, keys in (("lack", missing), ("have unexpected", unexpected), ("have wrong shapes for", wrong_shape)):
+        problems = (("lack", missing), ("have unexpected", unexpected), ("have wrong shapes for", wrong_shape))
+        for problem, keys in problems:
             if keys:
                 raise PtsemsegError(f"pretrained weights {pretrained} {problem} {len(keys)} {self.name} "
                                     f"backbone tensors, e.g. '{keys[0]}'")

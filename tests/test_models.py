@@ -1,0 +1,286 @@
+"""Every registered architecture, for both tasks: shapes, modes, depth sign, learning, size, AMP; ResNet backbones."""
+import functools
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from ptsemseg.errors import PtsemsegError
+from ptsemseg.models import MODELS
+from ptsemseg.models import resnet as resnet_module
+
+TASKS = ("seg", "depth")
+N_CLASSES = 5
+
+# Options that shrink architectures whose default is large; the others are tested at their real size.
+SMALL_OPTIONS = {
+    "deeplab": {"backbone": "resnet18"},
+    "pspnet": {"backbone": "resnet18"},
+    "fcrn": {"backbone": "resnet18"},
+}
+
+# Parameter counts of the reference implementations at 19 classes (seg), default options.
+REFERENCE_PARAMS = {
+    "fcn8s": 134_456_985,
+    "segnet": 29_454_009,
+    "frrnA": 16_566_371,
+    "frrnB": 23_898_979,
+    "frrn": 23_898_979,  # frrn defaults to model B
+    "deeplab": 43_901_068,  # ResNet-101
+    "pspnet": 68_072_166,  # ResNet-101
+    "fcrn": 63_582_035,  # ResNet-50
+    "dispnet": 31_617_516,
+}
+
+LEARN_STEPS = 100
+
+# Too heavy on CPU to train in CI (134M parameters); their learning check runs with `pytest -m slow`.
+SLOW_TO_TRAIN = {"fcn8s"}
+
+
+def distinct_archs():
+    """One name per builder (aliases collapse), preferring the name the reference table uses."""
+    by_builder = {}
+    for name in MODELS.names():
+        by_builder.setdefault(MODELS.get(name), []).append(name)
+    return sorted(min(names, key=lambda name: (name not in REFERENCE_PARAMS, name)) for names in by_builder.values())
+
+
+ARCHS = distinct_archs()
+
+
+def build(arch, task, n_classes=N_CLASSES, seed=0, **options):
+    torch.manual_seed(seed)
+    return MODELS.get(arch)(task=task, n_outputs=n_classes if task == "seg" else 1,
+                            **{**SMALL_OPTIONS.get(arch, {}), **options})
+
+
+@functools.lru_cache(maxsize=None)
+def cached_model(arch, task):
+    """A shared instance for the checks that do not change weights."""
+    return build(arch, task)
+
+
+def as_list(output):
+    return list(output) if isinstance(output, (list, tuple)) else [output]
+
+
+def fixed_batch(task, size=(64, 64), batch=2):
+    """A learnable batch like the synthetic scenes: blocky class regions, colour per class plus noise."""
+    gen = torch.Generator().manual_seed(5)
+    coarse = torch.randint(0, N_CLASSES, (batch, 1, 4, 4), generator=gen).float()
+    label = F.interpolate(coarse, size=size, mode="nearest")[:, 0].long()
+    palette = torch.rand(N_CLASSES, 3, generator=gen)
+    image = palette[label].permute(0, 3, 1, 2) + 0.05 * torch.randn(batch, 3, *size, generator=gen)
+    if task == "seg":
+        return image, label
+    ramp = torch.linspace(0.0, 0.3, size[0])[None, None, :, None]
+    return image, 0.5 + 0.5 * label[:, None].float() + ramp
+
+
+def batch_loss(task, outputs, target):
+    """Main output plus auxiliary outputs weighted 0.4^i, each resized to the target."""
+    total = 0.0
+    for i, out in enumerate(as_list(outputs)):
+        out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(out, target) if task == "seg" else F.l1_loss(out, target)
+        total = total + 0.4 ** i * loss
+    return total
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_backward_and_modes(arch, task):
+    model = cached_model(arch, task)
+    image, target = fixed_batch(task, size=(64, 64))
+    model.train()
+    outputs = as_list(model(image))
+    assert outputs[0].shape == (2, N_CLASSES if task == "seg" else 1, 64, 64)
+    for out in outputs[1:]:
+        assert out.shape[:2] == outputs[0].shape[:2]
+    model.zero_grad()
+    batch_loss(task, outputs, target).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        out = model(image)
+    assert isinstance(out, torch.Tensor) and out.shape == outputs[0].shape
+    if task == "depth":
+        assert all((o > 0).all() for o in outputs) and (out > 0).all()
+
+
+@pytest.mark.parametrize("size", [(65, 97), (97, 131), pytest.param((375, 1242), marks=pytest.mark.slow)],
+                         ids=lambda size: f"{size[0]}x{size[1]}")
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_output_matches_any_input_size(arch, task, size):
+    model = cached_model(arch, task).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, *size))
+    assert isinstance(out, torch.Tensor) and out.shape[-2:] == size
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_channels_last_bf16_autocast(arch, task):
+    model = cached_model(arch, task).to(memory_format=torch.channels_last).train()
+    image, target = fixed_batch(task, size=(48, 64))
+    image = image.contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = as_list(model(image))
+            loss = batch_loss(task, [out.float() for out in outputs], target)
+        model.zero_grad()
+        loss.backward()
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(image)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+    assert outputs[0].shape[-2:] == (48, 64) and out.shape[-2:] == (48, 64)
+    assert torch.isfinite(loss) and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("arch", [pytest.param(arch, marks=pytest.mark.slow) if arch in SLOW_TO_TRAIN else arch
+                                  for arch in ARCHS])
+def test_each_model_learns_a_fixed_batch(arch, task):
+    """Adam on all outputs; the main output's loss must fall below 20% of its start within LEARN_STEPS steps."""
+    model = build(arch, task, seed=1).train()
+    image, target = fixed_batch(task)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = []
+    for _ in range(LEARN_STEPS):
+        outputs = as_list(model(image))
+        history.append(batch_loss(task, outputs[:1], target).item())
+        if history[-1] < 0.2 * history[0]:
+            break
+        optimizer.zero_grad()
+        batch_loss(task, outputs, target).backward()
+        optimizer.step()
+    assert history[-1] < 0.2 * history[0], \
+        f"{arch}/{task}: main loss {history[0]:.3f} -> {history[-1]:.3f} in {LEARN_STEPS} Adam steps"
+
+
+def test_every_registered_arch_has_a_reference_count():
+    missing = [arch for arch in ARCHS if arch not in REFERENCE_PARAMS]
+    assert not missing, f"add the reference parameter counts of {missing} to REFERENCE_PARAMS"
+
+
+@pytest.mark.parametrize("arch", sorted(REFERENCE_PARAMS))
+def test_parameter_count_matches_reference(arch):
+    if arch not in MODELS:
+        pytest.skip(f"architecture '{arch}' is not registered yet")
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = MODELS.get(arch)(task="seg", n_outputs=19)
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - REFERENCE_PARAMS[arch]) <= 0.01 * REFERENCE_PARAMS[arch], \
+        f"{arch}: {count:,} parameters, reference {REFERENCE_PARAMS[arch]:,}"
+
+
+def test_deeplab_matches_the_reference_exactly_with_frozen_bn():
+    """torchvision's ResNet-101 + summed ASPP = the reference's Caffe-style ResNet-101 (BN frozen there)."""
+    with torch.device("meta"):
+        seg = MODELS.get("deeplab")(task="seg", n_outputs=19, freeze_bn=True)
+        depth = MODELS.get("deeplab")(task="depth", n_outputs=1, freeze_bn=True)
+    for model, total, trainable in ((seg, 43_901_068, 43_795_724), (depth, 42_573_892, 42_468_548)):
+        assert sum(p.numel() for p in model.parameters()) == total
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_backbone_output_stride_by_dilation(name, output_stride):
+    backbone = resnet_module.ResNetBackbone(name, output_stride=output_stride).eval()
+    with torch.no_grad():
+        features = backbone(torch.rand(1, 3, 64, 64))
+    assert [f.shape[-1] for f in features] == [16, 8, 64 // min(output_stride, 16), 64 // output_stride]
+    assert [f.shape[1] for f in features] == backbone.channels
+
+
+def test_pretrained_path_loads_torchvision_weights_and_adapts_one_channel(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18()
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    for arch, options in (("deeplab", {}), ("pspnet", {"deep_stem": False}), ("fcrn", {})):
+        model = build(arch, "seg", seed=1, pretrained=str(path), **options)
+        assert torch.equal(model.backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight), arch
+        assert torch.equal(model.backbone.layer2[0].bn1.running_var, reference.layer2[0].bn1.running_var), arch
+    one_channel = build("deeplab", "depth", seed=1, pretrained=str(path), in_channels=1)
+    assert one_channel.backbone.conv1.weight.shape[1] == 1
+    assert torch.allclose(one_channel.backbone.conv1.weight, reference.conv1.weight.mean(1, keepdim=True))
+    assert one_channel(torch.rand(2, 1, 40, 56)).shape == (2, 1, 40, 56)
+
+
+def test_pretrained_path_takes_the_backbone_of_a_ptsemseg_checkpoint(tmp_path):
+    seg_model = build("deeplab", "seg", seed=2)
+    path = tmp_path / "checkpoint.pkl"
+    torch.save({"model_state": seg_model.state_dict(), "iteration": 10}, path)
+    depth_model = build("fcrn", "depth", seed=3, pretrained=str(path))
+    assert torch.equal(depth_model.backbone.layer3[0].conv1.weight, seg_model.backbone.layer3[0].conv1.weight)
+
+
+def test_imagenet_uses_torchvision_weights_enum(monkeypatch):
+    requested = []
+    source = torchvision.models.resnet50()
+
+    def fake_state_dict(pretrained, weights):
+        requested.append((pretrained, weights))
+        return source.state_dict()
+
+    monkeypatch.setattr(resnet_module, "pretrained_state_dict", fake_state_dict)
+    model = MODELS.get("fcrn")(task="depth", n_outputs=1, pretrained="imagenet")
+    assert requested == [("imagenet", torchvision.models.ResNet50_Weights.IMAGENET1K_V1)]
+    assert torch.equal(model.backbone.layer1[0].conv3.weight, source.layer1[0].conv3.weight)
+
+
+@pytest.mark.parametrize("arch, options, message", [
+    ("deeplab", {"backbone": "resnet19"}, "unknown backbone 'resnet19'"),
+    ("deeplab", {"output_stride": 4}, "output_stride must be 8 or 16"),
+    ("deeplab", {"aspp_rates": []}, "aspp_rates"),
+    ("pspnet", {"bins": [0, 2]}, "bins"),
+    ("pspnet", {"pretrained": "imagenet"}, "deep_stem: false"),
+    ("fcrn", {"pretrained": "/nonexistent/weights.pth"}, "/nonexistent/weights.pth"),
+])
+def test_bad_options_fail_in_one_line(arch, options, message):
+    with pytest.raises(PtsemsegError, match=message):
+        MODELS.get(arch)(task="seg", n_outputs=3, **options)
+
+
+def test_pretrained_file_of_another_backbone_is_refused(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(PtsemsegError, match="resnet34 backbone tensors"):
+        build("deeplab", "seg", backbone="resnet34", pretrained=str(path))
+
+
+def test_frozen_bn_keeps_statistics_and_affine_fixed():
+    model = build("deeplab", "seg", freeze_bn=True).train()
+    bn = model.backbone.layer2[0].bn1
+    before = bn.running_mean.clone()
+    model(torch.rand(2, 3, 32, 32)).sum().backward()
+    assert torch.equal(bn.running_mean, before) and not bn.training
+    assert bn.weight.grad is None and model.backbone.layer2[0].conv1.weight.grad is not None
+
+
+def test_pspnet_aux_output_at_one_eighth():
+    model = cached_model("pspnet", "seg").train()
+    main, aux = model(torch.rand(2, 3, 64, 96))
+    assert main.shape == (2, N_CLASSES, 64, 96) and aux.shape == (2, N_CLASSES, 8, 12)
+
+
+def test_fast_up_projection_equals_unpooling_and_5x5_conv():
+    from ptsemseg.models.fcrn import FastUpConv
+
+    up = FastUpConv(3, 4)
+    kernel = torch.randn(4, 3, 5, 5)
+    for conv, (rows, cols) in zip(up.convs, ((0, 0), (0, 1), (1, 0), (1, 1))):
+        conv.weight = nn.Parameter(kernel[:, :, rows::2, cols::2])
+    x = torch.randn(1, 3, 5, 7)
+    unpooled = torch.zeros(1, 3, 10, 14)
+    unpooled[..., 0::2, 0::2] = x
+    assert torch.allclose(up(x), F.conv2d(unpooled, kernel, padding=2), atol=1e-5)
