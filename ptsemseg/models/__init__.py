@@ -30,5 +30,8 @@ def model_inputs(model, batch):
 
 from ptsemseg.models import deeplab  # noqa: E402,F401
 from ptsemseg.models import fcn  # noqa: E402,F401
+from ptsemseg.models import segnet  # noqa: E402,F401
 from ptsemseg.models import pspnet  # noqa: E402,F401
 from ptsemseg.models import fcrn  # noqa: E402,F401
+from ptsemseg.models import frrn  # noqa: E402,F401
+from ptsemseg.models import dispnet  # noqa: E402,F401

@@ -1,0 +1,138 @@
+"""Full-Resolution Residual Networks A and B (Pohlen, Hermans, Mathias & Leibe, CVPR 2017).
+
+Two streams run side by side: a residual stream `z` (32 channels) stays at full resolution, and a pooling stream
+`y` goes down and back up. Each full-resolution residual unit (FRRU) at scale s sees `y` together with `z`
+max-pooled by s, computes a new `y` with two conv-BN-ReLU layers, and adds a 1×1 projection of it, upsampled
+(nearest) by s, back onto `z`. Units inside a stage are chained: each takes the previous unit's (y, z). The seed
+projects fed every unit of a stage the same pooled `y`, so only the last unit's `y` survived; chained, the units
+after a stage's first take that stage's width as input, which makes FRRN-A 0.85M parameters larger than their count.
+
+Stages are `[n_units, channels, scale]`. FRRN-A pools 4 times (scale 16), FRRN-B 5 times (scale 32) and, as in the
+original, widens its last decoder stage to 96 channels. The classifier is the original 1×1 conv. Inputs whose
+sides are not multiples of the deepest scale are zero-padded at the bottom/right inside the model and the output
+is cropped back, so any size works (the seed crashed on e.g. 375×1242). Convs followed by BN have no bias (BN's
+mean subtraction cancels it); neither have the 1×1 split and merge convs, as in pytorch-semseg.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ptsemseg.errors import PtsemsegError
+from ptsemseg.models import MODELS
+from ptsemseg.models._utils import output_activation
+
+RESIDUAL_CHANNELS = 32
+BASE_CHANNELS = 48
+FRRN_SPECS = {
+    "A": {"encoder": [[3, 96, 2], [4, 192, 4], [2, 384, 8], [2, 384, 16]],
+          "decoder": [[2, 192, 8], [2, 192, 4], [2, 48, 2]]},
+    "B": {"encoder": [[3, 96, 2], [4, 192, 4], [2, 384, 8], [2, 384, 16], [2, 384, 32]],
+          "decoder": [[2, 192, 16], [2, 192, 8], [2, 192, 4], [2, 96, 2]]},
+}
+
+
+def conv_bn_relu(in_channels, out_channels, kernel_size):
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class ResidualUnit(nn.Module):
+    """RU: x + BN(conv(ReLU(BN(conv(x))))), 3×3 convs at constant width."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(channels, channels, 3),
+                                  nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class FRRU(nn.Module):
+    """Full-resolution residual unit at `scale`: (y, z) -> (y', z + up(conv1×1(y')))."""
+
+    def __init__(self, in_channels, out_channels, scale):
+        super().__init__()
+        self.scale = scale
+        self.body = nn.Sequential(conv_bn_relu(in_channels + RESIDUAL_CHANNELS, out_channels, 3),
+                                  conv_bn_relu(out_channels, out_channels, 3))
+        self.to_residual = nn.Conv2d(out_channels, RESIDUAL_CHANNELS, 1)
+
+    def forward(self, y, z):
+        y = self.body(torch.cat([y, F.max_pool2d(z, self.scale)], dim=1))
+        z = z + F.interpolate(self.to_residual(y), scale_factor=self.scale, mode="nearest")
+        return y, z
+
+
+class FRRNStage(nn.Module):
+    """A chain of FRRUs at one scale; the pooling stream is halved (encoder) or doubled (decoder) on entry."""
+
+    def __init__(self, in_channels, n_units, channels, scale, upsample):
+        super().__init__()
+        self.upsample = upsample
+        self.units = nn.ModuleList(FRRU(in_channels if i == 0 else channels, channels, scale) for i in range(n_units))
+
+    def forward(self, y, z):
+        if self.upsample:
+            y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        else:
+            y = F.max_pool2d(y, 2)
+        for unit in self.units:
+            y, z = unit(y, z)
+        return y, z
+
+
+class FRRN(nn.Module):
+    """FRRN-A or -B: 5×5 stem + 3 RUs, FRRU encoder/decoder stages, merge with z, 3 RUs, 1×1 classifier."""
+
+    input_keys = ("image",)
+
+    def __init__(self, n_outputs, task="seg", model_type="B", in_channels=3):
+        super().__init__()
+        if model_type not in FRRN_SPECS:
+            raise PtsemsegError(f"model.model_type must be one of {sorted(FRRN_SPECS)}, got {model_type!r}")
+        self.model_type = model_type
+        spec = FRRN_SPECS[model_type]
+        self.multiple = max(scale for _, _, scale in spec["encoder"])
+        self.stem = nn.Sequential(conv_bn_relu(in_channels, BASE_CHANNELS, 5),
+                                  *[ResidualUnit(BASE_CHANNELS) for _ in range(3)])
+        self.split = nn.Conv2d(BASE_CHANNELS, RESIDUAL_CHANNELS, 1, bias=False)
+        stages, channels = [], BASE_CHANNELS
+        for part in ("encoder", "decoder"):
+            for n_units, out_channels, scale in spec[part]:
+                stages.append(FRRNStage(channels, n_units, out_channels, scale, upsample=part == "decoder"))
+                channels = out_channels
+        self.stages = nn.ModuleList(stages)
+        self.merge = nn.Conv2d(channels + RESIDUAL_CHANNELS, BASE_CHANNELS, 1, bias=False)
+        self.refine = nn.Sequential(*[ResidualUnit(BASE_CHANNELS) for _ in range(3)])
+        self.classifier = nn.Conv2d(BASE_CHANNELS, n_outputs, 1)
+        self.activation = output_activation(task)
+
+    def forward(self, x):
+        height, width = x.shape[-2:]
+        x = F.pad(x, (0, -width % self.multiple, 0, -height % self.multiple))
+        y = self.stem(x)
+        z = self.split(y)
+        for stage in self.stages:
+            y, z = stage(y, z)
+        y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        y = self.refine(self.merge(torch.cat([y, z], dim=1)))
+        return self.activation(self.classifier(y)[:, :, :height, :width])
+
+
+@MODELS.register("frrn")
+def build_frrn(task, n_outputs, model_type="B", in_channels=3):
+    """FRRN with `model_type` A or B; B when unset, the seed projects' default."""
+    return FRRN(n_outputs, task=task, model_type=model_type, in_channels=in_channels)
+
+
+@MODELS.register("frrnA")
+def build_frrn_a(task, n_outputs, in_channels=3):
+    """FRRN-A (4 pooling stages, for 512×1024-sized inputs in the paper)."""
+    return FRRN(n_outputs, task=task, model_type="A", in_channels=in_channels)
+
+
+@MODELS.register("frrnB")
+def build_frrn_b(task, n_outputs, in_channels=3):
+    """FRRN-B (5 pooling stages, for full 1024×2048 inputs in the paper)."""
+    return FRRN(n_outputs, task=task, model_type="B", in_channels=in_channels)
