@@ -139,13 +139,21 @@ def build_frrn(task, n_outputs, model_type="B", in_channels=3):
     return FRRN(n_outputs, task=task, model_type=model_type, in_channels=in_channels)
 
 
+def _variant(name, model_type, requested):
+    """`model_type` given next to `arch: frrnA`/`frrnB` (as seed configs do) must name the same variant."""
+    if requested != model_type:
+        raise PtsemsegError(f"arch {name} builds FRRN-{model_type}, but model.model_type is {requested!r}: "
+                            f"drop model_type, or use arch: frrn to choose the variant with it")
+    return model_type
+
+
 @MODELS.register("frrnA")
-def build_frrn_a(task, n_outputs, in_channels=3):
-    """FRRN-A (4 pooling stages, for 512×1024-sized inputs in the paper)."""
-    return FRRN(n_outputs, task=task, model_type="A", in_channels=in_channels)
+def build_frrn_a(task, n_outputs, model_type="A", in_channels=3):
+    """FRRN-A (4 pooling stages, for 512×1024-sized inputs in the paper); `model_type` may only repeat A."""
+    return FRRN(n_outputs, task=task, model_type=_variant("frrnA", "A", model_type), in_channels=in_channels)
 
 
 @MODELS.register("frrnB")
-def build_frrn_b(task, n_outputs, in_channels=3):
-    """FRRN-B (5 pooling stages, for full 1024×2048 inputs in the paper)."""
-    return FRRN(n_outputs, task=task, model_type="B", in_channels=in_channels)
+def build_frrn_b(task, n_outputs, model_type="B", in_channels=3):
+    """FRRN-B (5 pooling stages, for full 1024×2048 inputs in the paper); `model_type` may only repeat B."""
+    return FRRN(n_outputs, task=task, model_type=_variant("frrnB", "B", model_type), in_channels=in_channels)
