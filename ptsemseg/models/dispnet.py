@@ -10,6 +10,11 @@ Depth: the heads predict disparity `alpha·sigmoid(x) + beta` (alpha 10, beta 0.
 n_classes logits (no activation; the seed's ReLU×10 made logits non-negative) and the next iconv takes those logits
 as its extra input channels. Train mode returns the first `scales` predictions, full resolution first (1, 1/2,
 1/4, 1/8); eval mode returns the full-resolution one.
+
+The prediction heads are SfmLearner's 3×3 convs for both tasks; Semseg-MonoDepth made them 1×1 (for depth as
+well), which gives each head 8·n_outputs·width more weights here, summed over the head widths 128, 64, 32 and 16:
++36,480 at 19 classes (31,653,996 against 31,617,516, +0.12%) and +1,920 for depth (31,596,900 against
+31,594,980). The depth model has exactly the parameters of SfmLearner's DispNetS.
 """
 import math
 

@@ -1,4 +1,10 @@
-"""FCRN (Laina et al., 3DV 2016): ResNet-50 encoder and a decoder of fast up-projection blocks."""
+"""FCRN (Laina et al., 3DV 2016): ResNet-50 encoder and a decoder of fast up-projection blocks.
+
+The convs that BN follows have no bias (BN's mean subtraction cancels it); Semseg-MonoDepth's up-projections give
+their 4 + 4 up-convolution convs and their 3×3 conv one, 9 per output channel of each of the 4 up-projections
+(512 + 256 + 128 + 64): −8,640 parameters, 63,573,395 against 63,582,035 at 19 classes (63,563,009 against
+63,571,649 for depth).
+"""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -66,7 +72,7 @@ class FCRN(nn.Module):
 
 @MODELS.register("fcrn")
 def fcrn(task, n_outputs, backbone="resnet50", pretrained="none", dropout=0.5, in_channels=3, freeze_bn=False):
-    """FCRN with fast up-projections (bias-free convs before BN, so 63.57M instead of the reference's 63.58M).
+    """FCRN with fast up-projections (bias-free convs before BN: 8,640 parameters fewer than the seed's).
 
     Options: backbone resnet50 (default; the paper's) | resnet18 | resnet34 | resnet101 | resnet152
     (the decoder starts at half the backbone's width); dropout: Dropout2d rate before the prediction (default 0.5);

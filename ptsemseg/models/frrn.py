@@ -3,15 +3,28 @@
 Two streams run side by side: a residual stream `z` (32 channels) stays at full resolution, and a pooling stream
 `y` goes down and back up. Each full-resolution residual unit (FRRU) at scale s sees `y` together with `z`
 max-pooled by s, computes a new `y` with two conv-BN-ReLU layers, and adds a 1×1 projection of it, upsampled
-(nearest) by s, back onto `z`. Units inside a stage are chained: each takes the previous unit's (y, z). The seed
-projects fed every unit of a stage the same pooled `y`, so only the last unit's `y` survived; chained, the units
-after a stage's first take that stage's width as input, which makes FRRN-A 0.85M parameters larger than their count.
+(nearest) by s, back onto `z`. Units inside a stage are chained: each takes the previous unit's (y, z).
 
 Stages are `[n_units, channels, scale]`. FRRN-A pools 4 times (scale 16), FRRN-B 5 times (scale 32) and, as in the
 original, widens its last decoder stage to 96 channels. The classifier is the original 1×1 conv. Inputs whose
 sides are not multiples of the deepest scale are zero-padded at the bottom/right inside the model and the output
 is cropped back, so any size works (the seed crashed on e.g. 375×1242). Convs followed by BN have no bias (BN's
 mean subtraction cancels it); neither have the 1×1 split and merge convs, as in pytorch-semseg.
+
+Differences from the seed projects' FRRN (pytorch-semseg, Semseg-MonoDepth), deliberate, in parameters:
+- Chained units (a bug fix). The seeds fed every unit of a stage the same pooled `y`: the units' residual updates
+  of `z` added up, but only the last unit's `y` went on, so a stage was not the chain of units the paper stacks.
+  Chained, every unit after a stage's first takes the stage's width instead of the incoming width, so its first
+  3×3 conv has 9·(width − incoming)·width more weights:
+  summed over FRRN_SPECS this is +850,176 for FRRN-A (+82,944 + 497,664 + 663,552 in the encoder stages at
+  scales 2, 4, 8; −331,776 − 62,208 in the decoder stages at scales 8 and 2) and +829,440 for FRRN-B
+  (+82,944 + 497,664 + 663,552 − 331,776 at scale 16 − 82,944 at scale 2).
+- The paper's 1×1 classifier instead of Semseg-MonoDepth's 3×3 (pytorch-semseg's is 1×1 too):
+  −8·48·n_outputs weights, −7,296 at 19 classes (−384 for depth).
+- No bias in the 5×5 stem conv, which BN follows (the seeds have one): −48.
+At 19 classes FRRN-A has 17,409,203 parameters against Semseg-MonoDepth's 16,566,371 (+842,832 = 850,176 − 7,296
+− 48; +5.1%) and FRRN-B 24,721,075 against 23,898,979 (+822,096 = 829,440 − 7,296 − 48; +3.4%). For depth the
+totals are 17,408,321 (A) and 24,720,193 (B). tests/test_models.py derives these deltas from FRRN_SPECS.
 """
 import torch
 import torch.nn as nn
@@ -126,13 +139,21 @@ def build_frrn(task, n_outputs, model_type="B", in_channels=3):
     return FRRN(n_outputs, task=task, model_type=model_type, in_channels=in_channels)
 
 
+def _variant(name, model_type, requested):
+    """`model_type` given next to `arch: frrnA`/`frrnB` (as seed configs do) must name the same variant."""
+    if requested != model_type:
+        raise PtsemsegError(f"arch {name} builds FRRN-{model_type}, but model.model_type is {requested!r}: "
+                            f"drop model_type, or use arch: frrn to choose the variant with it")
+    return model_type
+
+
 @MODELS.register("frrnA")
-def build_frrn_a(task, n_outputs, in_channels=3):
-    """FRRN-A (4 pooling stages, for 512×1024-sized inputs in the paper)."""
-    return FRRN(n_outputs, task=task, model_type="A", in_channels=in_channels)
+def build_frrn_a(task, n_outputs, model_type="A", in_channels=3):
+    """FRRN-A (4 pooling stages, for 512×1024-sized inputs in the paper); `model_type` may only repeat A."""
+    return FRRN(n_outputs, task=task, model_type=_variant("frrnA", "A", model_type), in_channels=in_channels)
 
 
 @MODELS.register("frrnB")
-def build_frrn_b(task, n_outputs, in_channels=3):
-    """FRRN-B (5 pooling stages, for full 1024×2048 inputs in the paper)."""
-    return FRRN(n_outputs, task=task, model_type="B", in_channels=in_channels)
+def build_frrn_b(task, n_outputs, model_type="B", in_channels=3):
+    """FRRN-B (5 pooling stages, for full 1024×2048 inputs in the paper); `model_type` may only repeat B."""
+    return FRRN(n_outputs, task=task, model_type=_variant("frrnB", "B", model_type), in_channels=in_channels)
