@@ -99,12 +99,14 @@ def huber_loss(delta=1.0, smooth=False):
 
 
 @LOSSES.register("scale_invariant_loss")
-def scale_invariant_loss(variance_focus=1.0, smooth=False):
+def scale_invariant_loss(variance_focus=0.85, smooth=False):
     """Eigen et al. (2014) scale-invariant log loss, per image, averaged over images with valid pixels.
 
     With d = log pred − log target over an image's n valid pixels: mean(d²) − λ·mean(d)², where λ is the
-    YAML key `variance_focus` (`lambda` is a Python keyword). λ = 1 (default, as in the seed) makes the loss
-    blind to a global scale of each image; λ = 0 is the plain log MSE. Depths are clamped at 1e-3 before the log.
+    YAML key `variance_focus` (`lambda` is a Python keyword). λ = 1 (the seed's form) is blind to a global
+    scale of each image, so a model trained with it alone never learns metric depth (abs_rel stays near
+    whatever scale it starts at); the default 0.85 (Lee et al., BTS) keeps a little of the log MSE to fix the
+    scale. λ = 0 is the plain log MSE. Depths are clamped at 1e-3 before the log.
     """
     if isinstance(variance_focus, bool) or not isinstance(variance_focus, (int, float)):
         raise PtsemsegError(f"scale_invariant_loss variance_focus must be a number, got {variance_focus!r}")
