@@ -93,7 +93,8 @@ def evaluate_main(description, split_key, argv=None):
         parser.error("--config is required")
     from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state
     from ptsemseg.config import load_config
-    from ptsemseg.runtime import build_dataset, build_model, eval_loader, evaluate, n_classes_of, resolve_device
+    from ptsemseg.runtime import (build_dataset, build_model, eval_loader, evaluate, n_classes_of, resolve_device,
+                                  resolve_speed_modes)
     from ptsemseg.tasks import get_task
 
     cfg = load_config(args.config, args.opts)
@@ -101,6 +102,7 @@ def evaluate_main(description, split_key, argv=None):
     model_path = args.model_path or cfg["testing"]["trained_model"]
     state = load_checkpoint(model_path)
     device = resolve_device(cfg["training"]["device"])
+    resolve_speed_modes(cfg["training"], device)
     dataset = build_dataset(cfg, cfg["data"][split_key])
     n_classes = n_classes_of(dataset)
     check_compatible(state, model_path, cfg["model"]["arch"], task.name, task.out_channels(n_classes))

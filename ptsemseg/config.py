@@ -25,7 +25,7 @@ SCHEMA = {
         "train_iters": "int", "batch_size": "int", "val_interval": "int", "n_workers": "int",
         "print_interval": "int", "optimizer": "mapping", "loss": "mapping", "lr_schedule": "mapping",
         "augmentations": "mapping", "resume": "checkpoint path", "out_dir": "run directory",
-        "amp": "false | bf16 | fp16", "channels_last": "bool", "device": "auto | cpu | cuda",
+        "amp": "auto | false | bf16 | fp16", "channels_last": "auto | bool", "device": "auto | cpu | cuda",
         "checkpoint_interval": "int", "val_batch_size": "int",
     },
     "testing": {
@@ -44,8 +44,8 @@ DEFAULTS = {
              "img_rows": "same", "img_cols": "same", "img_norm": True},
     "training": {"train_iters": 1000, "batch_size": 2, "val_interval": 500, "n_workers": 0,
                  "print_interval": 50, "optimizer": None, "loss": None, "lr_schedule": None,
-                 "augmentations": None, "resume": None, "out_dir": None, "amp": False,
-                 "channels_last": False, "device": "auto", "checkpoint_interval": None,
+                 "augmentations": None, "resume": None, "out_dir": None, "amp": "auto",
+                 "channels_last": "auto", "device": "auto", "checkpoint_interval": None,
                  "val_batch_size": None},
     "testing": {"trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
                 "median_scaling": False},
@@ -238,8 +238,10 @@ def validate(cfg, path):
     for name in augmentations:
         _check_name(path, f"training.augmentations.{name}", name, AUGMENTATIONS)
     _build_training_components(path, training, task)
-    if training.get("amp") not in (None, False, True, "bf16", "fp16"):
-        _fail(path, "training.amp", f"must be false, bf16 or fp16, got {training['amp']!r}")
+    if training.get("amp") not in (None, False, True, "auto", "bf16", "fp16"):
+        _fail(path, "training.amp", f"must be auto, false, true, bf16 or fp16, got {training['amp']!r}")
+    if training.get("channels_last") not in (None, False, True, "auto"):
+        _fail(path, "training.channels_last", f"must be auto, true or false, got {training['channels_last']!r}")
     if training.get("device") not in (None, "auto", "cpu", "cuda"):
         _fail(path, "training.device", f"must be auto, cpu or cuda, got {training['device']!r}")
     crop = (cfg.get("testing") or {}).get("crop")

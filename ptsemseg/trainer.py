@@ -22,7 +22,7 @@ from ptsemseg.losses import get_loss
 from ptsemseg.models import model_inputs
 from ptsemseg.optimizers import get_optimizer
 from ptsemseg.runtime import (autocast, build_dataset, build_model, eval_loader, evaluate, n_classes_of,
-                              resolve_device, seed_everything, to_device)
+                              resolve_device, resolve_speed_modes, seed_everything, to_device)
 from ptsemseg.schedulers import get_scheduler
 from ptsemseg.tasks import get_task, image_grid, is_better
 
@@ -66,6 +66,7 @@ class Trainer:
         training = cfg["training"]
         self.task = get_task(cfg["task"])
         self.device = resolve_device(training["device"])
+        resolve_speed_modes(training, self.device)
         seed_everything(cfg["seed"])
 
         self.train_set = build_dataset(cfg, cfg["data"]["train_split"], augment=True)
@@ -77,8 +78,8 @@ class Trainer:
         self.optimizer = get_optimizer(training["optimizer"], self.model.parameters())
         self.scheduler = get_scheduler(self.optimizer, training["lr_schedule"], training["train_iters"])
         self.loss_fn = get_loss(training["loss"], self.task.default_loss)
-        fp16 = training["amp"] == "fp16" or (training["amp"] is True and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16 and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=training["amp"] == "fp16" and self.device.type == "cuda")
         self.meta = {"arch": cfg["model"]["arch"], "task": self.task.name,
                      "n_outputs": self.task.out_channels(self.n_classes), "n_classes": self.n_classes}
 

@@ -99,6 +99,8 @@ def test_base_loop_is_reported(tmp_path):
     ("training.optimizer={name: adam, lr: 1e-3, momentum: 0.9}", "momentum"),
     ("training.lr_schedule={name: multi_step}", "missing option 'milestones'"),
     ("training.augmentations={hflip: 2}", "hflip"),
+    ("training.amp=fp8", "training.amp: must be auto, false, true, bf16 or fp16"),
+    ("training.channels_last=maybe", "training.channels_last: must be auto, true or false"),
 ])
 def test_component_options_fail_at_load(tmp_path, override, message):
     path = dump(tmp_path / "c.yaml", tiny_config())

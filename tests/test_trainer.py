@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from ptsemseg import runtime
 from ptsemseg.config import load_config
 from ptsemseg.trainer import ResumableSampler, Trainer
 from tests.conftest import REPO, run_script
@@ -191,3 +192,30 @@ def test_bad_checkpoints_fail_in_one_line(previous_run, tmp_path):
     torch.save(other_classes, tmp_path / "classes19.pt")
     assert_one_line_error(run_script("train.py", "--config", path, "--opts",
                                      f"training.resume={tmp_path / 'classes19.pt'}", other_dir), "n_outputs=19")
+
+
+@pytest.mark.parametrize("device, native_bf16, amp, channels_last", [
+    ("cpu", True, "bf16", True), ("cpu", False, False, False), ("cuda", False, "bf16", True)])
+def test_auto_speed_modes_follow_the_device(monkeypatch, device, native_bf16, amp, channels_last):
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: native_bf16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    training = runtime.resolve_speed_modes({"amp": "auto", "channels_last": "auto"}, torch.device(device))
+    assert training == {"amp": amp, "channels_last": channels_last}
+
+
+@pytest.mark.parametrize("device, given, resolved", [
+    ("cpu", {"amp": True, "channels_last": False}, {"amp": "bf16", "channels_last": False}),
+    ("cuda", {"amp": True, "channels_last": True}, {"amp": "fp16", "channels_last": True}),
+    ("cpu", {"amp": None, "channels_last": True}, {"amp": False, "channels_last": True}),
+    ("cuda", {"amp": "bf16", "channels_last": False}, {"amp": "bf16", "channels_last": False})])
+def test_explicit_speed_modes_are_kept(device, given, resolved):
+    assert runtime.resolve_speed_modes(dict(given), torch.device(device)) == resolved
+
+
+def test_run_directory_records_the_resolved_speed_modes(write_config, monkeypatch):
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
+    trainer, scores = train(write_config(training={"train_iters": 2, "val_interval": 2, "amp": "auto",
+                                                   "channels_last": "auto"}))
+    saved = yaml.safe_load(open(os.path.join(trainer.run_dir, "config.yaml")))
+    assert saved["training"]["amp"] == "bf16" and saved["training"]["channels_last"] is True
+    assert 0.0 <= scores["mean_iou"] <= 1.0
