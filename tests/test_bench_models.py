@@ -74,3 +74,14 @@ def test_flops_only_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FlopCounterMode (2 FLOPs per multiply-add" in out and "| dispnet | depth |" in out
 
+
+def test_readme_table_states_the_measured_size_and_cost():
+    """README's architecture table gives each model's parameters (M) and GFLOPs at 256×512 as the script counts them."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as readme:
+        rows = [line for line in readme if line.startswith("| `")]
+    for arch in bench.distinct_archs():
+        row = next(line for line in rows if f"`{arch}`" in line.split(" | ")[0])
+        for task in ("seg", "depth"):
+            result = bench.size_and_flops(arch, task, 19, (256, 512))
+            assert f"{result['params'] / 1e6:.2f} M" in row, (arch, task, result["params"])
+            assert f"{result['gflops']:.1f}" in row, (arch, task, result["gflops"])
