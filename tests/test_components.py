@@ -225,6 +225,18 @@ def test_optimizer_decreases_a_quadratic(name):
         get_optimizer({"name": name, "lr_rate": 0.1}, [torch.zeros(1, requires_grad=True)])
 
 
+def test_fused_kernel_by_default_where_the_class_has_one():
+    weights = [torch.zeros(2, requires_grad=True)]
+    for name in ("sgd", "adam", "adamw", "adagrad"):
+        assert get_optimizer({"name": name, "lr": 0.1}, weights).param_groups[0]["fused"] is True, name
+    assert not get_optimizer({"name": "adam", "fused": False}, weights).param_groups[0]["fused"]
+    assert not get_optimizer({"name": "adam", "foreach": True}, weights).param_groups[0]["fused"]
+    assert "fused" not in get_optimizer({"name": "rmsprop"}, weights).param_groups[0]
+    fused, _, fused_after = quadratic_descent({"name": "adam", "lr": 0.1})
+    _, _, plain_after = quadratic_descent({"name": "adam", "lr": 0.1, "fused": False})
+    assert fused_after == pytest.approx(plain_after, rel=1e-5)
+
+
 def test_optimizer_default_and_bad_values():
     optimizer, before, after = quadratic_descent(None)
     assert type(optimizer) is torch.optim.SGD and optimizer.param_groups[0]["lr"] == 0.01 and after < before
