@@ -37,8 +37,11 @@ class PixelLinear(nn.Module):
 
 
 def seg_baseline(config, overrides):
+    """The quickstart config with its model swapped for PixelLinear (one output, so the loss weighs it 1)."""
     MODELS.register("pixel_linear")(PixelLinear)
-    cfg = load_config(config, overrides + ["model={arch: pixel_linear}", "training.out_dir=runs/baseline_pixel_linear"])
+    cfg = load_config(config, overrides)
+    cfg["model"] = {"arch": "pixel_linear"}
+    cfg["training"]["out_dir"] = cfg["training"]["out_dir"] or "runs/baseline_pixel_linear"
     return Trainer(cfg, config).run()
 
 

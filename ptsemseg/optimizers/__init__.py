@@ -4,7 +4,7 @@ Every other key of the mapping is passed to the class as is (`lr`, `momentum`, `
 `betas: [0.9, 0.999]`...). No mapping at all means SGD with lr 0.01 and no momentum.
 
 Classes with a fused implementation (sgd, adam, adamw, adagrad) use it unless the mapping sets `fused` or
-`foreach`: one kernel updates every parameter, which makes Adam's step about 5× faster on a CPU (BENCHMARKS.md).
+`foreach`: one kernel updates every parameter, which makes Adam's step about 2.7× faster on a CPU (BENCHMARKS.md).
 """
 import inspect
 
