@@ -62,8 +62,10 @@ def resolve_speed_modes(training, device):
     """
     cuda = device.type == "cuda"
     fast_cpu = not cuda and native_bf16_cpu()
-    if training["amp"] == "auto":
-        training["amp"] = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else ("bf16" if fast_cpu else False)
+    if training["amp"] == "auto" and cuda:
+        training["amp"] = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif training["amp"] == "auto":
+        training["amp"] = "bf16" if fast_cpu else False
     elif training["amp"] is True:
         training["amp"] = "fp16" if cuda else "bf16"
     elif not training["amp"]:
