@@ -86,6 +86,10 @@ LEARN_STEPS = 100
 
 # Too heavy on CPU to train in CI (134M parameters); their learning check runs with `pytest -m slow`.
 SLOW_TO_TRAIN = {"fcn8s"}
+# Adam learning rate and step bound of the learning check where the default does not fit: FCN-8s (plain VGG16, no
+# BN, from scratch) diverges at 1e-3; it trains with its ready configs' 1e-4, which needs more steps.
+LEARN_LR = {"fcn8s": 1e-4}
+LEARN_STEPS_OF = {"fcn8s": 150}
 
 
 def distinct_archs():
@@ -196,12 +200,14 @@ def test_channels_last_bf16_autocast(arch, task):
 @pytest.mark.parametrize("arch", [pytest.param(arch, marks=pytest.mark.slow) if arch in SLOW_TO_TRAIN else arch
                                   for arch in ARCHS])
 def test_each_model_learns_a_fixed_batch(arch, task):
-    """Adam on all outputs; the main output's loss must fall below 20% of its start within LEARN_STEPS steps."""
+    """Adam on all outputs; the main output's loss must fall below 20% of its start within a bounded number of steps
+    (LEARN_STEPS unless LEARN_STEPS_OF says otherwise)."""
     model = build(arch, task, seed=1).train()
     image, target = fixed_batch(task)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARN_LR.get(arch, 1e-3))
+    steps = LEARN_STEPS_OF.get(arch, LEARN_STEPS)
     history = []
-    for _ in range(LEARN_STEPS):
+    for _ in range(steps):
         outputs = as_list(model(image))
         history.append(batch_loss(task, outputs[:1], target).item())
         if history[-1] < 0.2 * history[0]:
@@ -210,7 +216,7 @@ def test_each_model_learns_a_fixed_batch(arch, task):
         batch_loss(task, outputs, target).backward()
         optimizer.step()
     assert history[-1] < 0.2 * history[0], \
-        f"{arch}/{task}: main loss {history[0]:.3f} -> {history[-1]:.3f} in {LEARN_STEPS} Adam steps"
+        f"{arch}/{task}: main loss {history[0]:.3f} -> {history[-1]:.3f} in {steps} Adam steps"
 
 
 def test_every_registered_arch_has_a_reference_count():

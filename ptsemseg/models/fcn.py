@@ -10,6 +10,11 @@ Depth uses the head of Semseg-MonoDepth's fcn_depth: a one-channel score path wo
 upsamplers carry 64 channels, and a final 1×1 conv 64→1 predicts depth, made positive by softplus (ReLU in the
 reference, which stops all gradients where it outputs 0).
 
+Without ImageNet weights the VGG convs and fc6/fc7 start from He initialisation (normal, fan-out, zero bias, as
+torchvision's VGG16): PyTorch's default conv init shrinks the signal through these 15 layers without BN, and the
+zero score layers then pass back little gradient, so training from scratch is slower (on the model tests' fixed
+batch, Adam 1e-4: 92 instead of 80 steps to a fifth of the seg loss; depth 0.30 instead of 0.23 after 100 steps).
+
 Both have exactly the seeds' parameter counts: 134,456,985 for segmentation at 19 classes, 69,489,729 for depth.
 """
 import torch
@@ -83,6 +88,9 @@ class FCN8s(nn.Module):
             for score in (self.score_fr, self.score_pool4, self.score_pool3):
                 nn.init.zeros_(score.weight)
                 nn.init.zeros_(score.bias)
+        for conv in stage_convs(self.stages) + [self.fc6, self.fc7]:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
 
         state = pretrained_state_dict(pretrained, torchvision.models.VGG16_Weights.IMAGENET1K_V1)
         if state is not None:
