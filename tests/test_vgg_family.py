@@ -68,7 +68,7 @@ def test_fcn_depth_takes_only_the_vgg16_convs(vgg_files):
     model = build("fcn8s", "depth", pretrained=path)
     assert torch.equal(stage_convs(model.stages)[12].weight, vgg_convs(state)[12][0])
     assert model.fc6.weight.shape == (2048, 512, 7, 7)
-    assert not torch.equal(model.fc6.bias, state["classifier.0.bias"][:2048])
+    assert not torch.equal(model.fc6.weight, state["classifier.0.weight"][:2048].reshape(2048, 512, 7, 7))
 
 
 def test_segnet_takes_convs_and_batch_norm_statistics_from_vgg16_bn(vgg_files):
