@@ -13,7 +13,7 @@ reference, which stops all gradients where it outputs 0).
 Without ImageNet weights the VGG convs and fc6/fc7 start from He initialisation (normal, fan-out, zero bias, as
 torchvision's VGG16): PyTorch's default conv init shrinks the signal through these 15 layers without BN, and the
 zero score layers then pass back little gradient, so training from scratch is slower (on the model tests' fixed
-batch, Adam 1e-4: 92 instead of 80 steps to a fifth of the seg loss; depth 0.30 instead of 0.23 after 100 steps).
+batch, Adam 1e-4: 92 instead of 80 steps to a fifth of the seg loss; depth 0.30 after 100 steps instead of 0.23 after 98).
 
 Both have exactly the seeds' parameter counts: 134,456,985 for segmentation at 19 classes, 69,489,729 for depth.
 """
