@@ -63,6 +63,16 @@ def test_fcn_takes_vgg16_convs_and_fc_layers_as_convolutions(vgg_files):
     assert torch.equal(model.fc7.bias, state["classifier.3.bias"])
 
 
+def test_fcn_from_scratch_starts_from_he_init():
+    """Without ImageNet weights the VGG convs and fc6/fc7 are He-initialised (normal, fan-out) with zero bias."""
+    torch.manual_seed(0)
+    model = build("fcn8s", "depth")
+    for conv in stage_convs(model.stages) + [model.fc6, model.fc7]:
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert not conv.bias.any()
+        assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+
+
 def test_fcn_depth_takes_only_the_vgg16_convs(vgg_files):
     path, state = vgg_files["vgg16"]
     model = build("fcn8s", "depth", pretrained=path)
