@@ -1,4 +1,4 @@
-"""Metric accumulators, registered by task: `METRICS.get("seg")` and `METRICS.get("depth")`.
+"""Metric accumulators, registered by task: `METRICS.get("seg")`, `"depth"` and `"scene"`.
 
 Each has `update(prediction, target)`, `compute() -> dict`, `reset()`, and keeps its running state in
 tensors on the data's device: `state()` returns them (live, so they can be all-reduced in place across
@@ -9,6 +9,7 @@ from ptsemseg.registry import Registry
 METRICS = Registry("metric")
 
 from ptsemseg.metrics.depth import DepthMetrics  # noqa: E402
+from ptsemseg.metrics.scene import SceneMetrics  # noqa: E402
 from ptsemseg.metrics.seg import SegMetrics  # noqa: E402
 
-__all__ = ["METRICS", "DepthMetrics", "SegMetrics"]
+__all__ = ["METRICS", "DepthMetrics", "SceneMetrics", "SegMetrics"]

@@ -1,25 +1,43 @@
-"""Architectures, registered by their YAML name (`model.arch`)."""
+"""Architectures, registered by their YAML name (`model.arch`).
+
+A builder is called as `builder(heads, **model_options)` with a tuple of `HeadSpec` (ptsemseg/models/heads.py)
+and returns a module whose `forward(*inputs)` takes the sample keys of its `input_keys` and returns a dict of
+named outputs (one per head; auxiliary ones as `<head>/<aux>` in train mode).
+"""
 import copy
 
 from ptsemseg.errors import PtsemsegError
+from ptsemseg.models.heads import HeadSpec
 from ptsemseg.registry import Registry
 
 MODELS = Registry("arch")
 
 
-def get_model(model_cfg, task, n_classes):
-    """Build `model_cfg["arch"]` for `task` ("seg" or "depth"); the other keys are the builder's kwargs."""
-    from ptsemseg.tasks import get_task
+def head_specs(heads):
+    """`heads` as a tuple of HeadSpec: given as such, or as a mapping task name -> channels (e.g. {"seg": 19})."""
+    if isinstance(heads, dict):
+        from ptsemseg.tasks import TASKS
 
+        return tuple(HeadSpec(name, channels, TASKS.get(name).kind, TASKS.get(name).activation)
+                     for name, channels in heads.items())
+    return tuple(heads)
+
+
+def get_model(model_cfg, heads):
+    """Build `model_cfg["arch"]` with `heads`; the other keys of `model_cfg` are the builder's options."""
     cfg = copy.deepcopy(dict(model_cfg or {}))
     if "arch" not in cfg:
         raise PtsemsegError("model.arch is missing")
     builder = MODELS.get(cfg.pop("arch"))
-    task_obj = get_task(task)
     try:
-        return builder(task=task_obj.name, n_outputs=task_obj.out_channels(n_classes), **cfg)
+        return builder(head_specs(heads), **cfg)
     except TypeError as err:
         raise PtsemsegError(f"model options {sorted(cfg)}: {err}") from None
+
+
+def model_input_keys(arch):
+    """The sample keys an architecture consumes (its builder's `input_keys`, default the RGB image)."""
+    return tuple(getattr(MODELS.get(arch), "input_keys", ("image",)))
 
 
 def model_inputs(model, batch):
