@@ -1,5 +1,5 @@
-"""Evaluate a segmentation checkpoint on data.val_split: python validate_seg.py --config FILE --model_path CKPT."""
+"""Evaluate a checkpoint on data.val_split (every task of its config): python validate_seg.py --config FILE --model_path CKPT."""
 from ptsemseg.cli import evaluate_main, guarded
 
 if __name__ == "__main__":
-    guarded(lambda: evaluate_main("Evaluate a segmentation checkpoint on data.val_split.", "val_split"))
+    guarded(lambda: evaluate_main("Evaluate a checkpoint on data.val_split (the seed projects' name).", "val"))

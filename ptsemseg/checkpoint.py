@@ -39,12 +39,28 @@ def strip_module_prefix(state_dict):
     return state_dict
 
 
-def check_compatible(state, path, arch, task, n_outputs):
-    """Fail with one line when a checkpoint was trained for another architecture, task or class count."""
+def checkpoint_tasks(meta):
+    """The tasks a checkpoint's meta records, as {task: output channels} (older files: `task` + `n_outputs`)."""
+    if "tasks" in meta:
+        return dict(meta["tasks"])
+    if "task" in meta:
+        return {meta["task"]: meta.get("n_outputs")}
+    return None
+
+
+def check_compatible(state, path, arch, tasks):
+    """Fail with one line when a checkpoint was trained for another architecture, other tasks or class counts.
+
+    `tasks` maps the run's task names to their output channels.
+    """
     meta = state.get("meta") or {}
-    for key, expected in (("arch", arch), ("task", task), ("n_outputs", n_outputs)):
-        if key in meta and meta[key] != expected:
-            raise PtsemsegError(f"checkpoint {path} was trained with {key}={meta[key]}, this config needs {expected}")
+    if "arch" in meta and meta["arch"] != arch:
+        raise PtsemsegError(f"checkpoint {path} was trained with arch={meta['arch']}, this config needs {arch}")
+    trained = checkpoint_tasks(meta)
+    if trained is not None and trained != dict(tasks):
+        def show(heads):
+            return ", ".join(f"{name} ({channels} outputs)" for name, channels in heads.items())
+        raise PtsemsegError(f"checkpoint {path} was trained for {show(trained)}, this config needs {show(tasks)}")
 
 
 def load_model_state(model, state, path):

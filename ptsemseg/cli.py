@@ -41,14 +41,17 @@ def config_parser(description):
 def list_components():
     """Every registered name, by kind."""
     from ptsemseg.augmentations import AUGMENTATIONS
+    from ptsemseg.encoders import ENCODERS
     from ptsemseg.loaders import DATASETS
     from ptsemseg.losses import LOSSES
     from ptsemseg.metrics import METRICS
     from ptsemseg.models import MODELS
     from ptsemseg.optimizers import OPTIMIZERS
     from ptsemseg.schedulers import SCHEDULERS
+    from ptsemseg.tasks import TASKS
 
-    for title, registry in (("architectures", MODELS), ("datasets", DATASETS), ("losses", LOSSES),
+    for title, registry in (("architectures", MODELS), ("encoders", ENCODERS), ("tasks", TASKS),
+                            ("datasets", DATASETS), ("losses", LOSSES),
                             ("optimizers", OPTIMIZERS), ("lr schedules", SCHEDULERS),
                             ("augmentations", AUGMENTATIONS), ("metrics", METRICS)):
         print(f"{title}: {', '.join(registry.names())}")
@@ -73,19 +76,26 @@ def train_main(argv=None):
 
 
 def format_table(scores, class_names=None):
-    """Metric table (and per-class IoU rows when present) as text."""
-    lines = [f"{name:>14s}  {value:.4f}" for name, value in scores.items() if isinstance(value, float)]
-    per_class = scores.get("per_class_iou")
-    if per_class:
-        names = class_names or [str(i) for i in range(len(per_class))]
-        lines.append("per-class IoU:")
-        lines += [f"{name:>14s}  {'  n/a' if math.isnan(iou) else f'{iou:.4f}'}" for name, iou in zip(names, per_class)]
+    """Metric table (and per-class rows of list-valued scores, e.g. `seg/per_class_iou`) as text.
+
+    `class_names` maps a task name to its class names.
+    """
+    lines = [f"{name:>20s}  {value:.4f}" for name, value in scores.items() if isinstance(value, float)]
+    for key, values in scores.items():
+        if not isinstance(values, list):
+            continue
+        task = key.partition("/")[0]
+        names = (class_names or {}).get(task) or [str(i) for i in range(len(values))]
+        lines.append(f"{key}:")
+        lines += [f"{name:>20s}  {'  n/a' if math.isnan(v) else f'{v:.4f}'}" for name, v in zip(names, values)]
     return "\n".join(lines)
 
 
-def evaluate_main(description, split_key, argv=None):
-    """Evaluate a checkpoint on `data.<split_key>` and print (and optionally save) the metrics."""
+def evaluate_main(description, split, argv=None):
+    """Evaluate a checkpoint on every task of its config over `data.<split>_split`; print (and save) the metrics."""
     parser = config_parser(description)
+    parser.add_argument("--split", choices=("train", "val", "test"), default=split,
+                        help=f"which data.<split>_split to evaluate (default: {split})")
     parser.add_argument("--model_path", help="checkpoint (default: testing.trained_model)")
     parser.add_argument("--out-json", dest="out_json", help="also write the metrics to this JSON file")
     args = parser.parse_args(argv)
@@ -93,25 +103,24 @@ def evaluate_main(description, split_key, argv=None):
         parser.error("--config is required")
     from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state
     from ptsemseg.config import load_config
-    from ptsemseg.runtime import (build_dataset, build_model, eval_loader, evaluate, n_classes_of, resolve_device,
-                                  resolve_speed_modes)
-    from ptsemseg.tasks import get_task
+    from ptsemseg.runtime import (build_dataset, build_model, eval_loader, evaluate, resolve_device,
+                                  resolve_speed_modes, sample_keys)
+    from ptsemseg.tasks import TaskSet
 
     cfg = load_config(args.config, args.opts)
-    task = get_task(cfg["task"])
+    split_key = f"{args.split}_split"
     model_path = args.model_path or cfg["testing"]["trained_model"]
     state = load_checkpoint(model_path)
     device = resolve_device(cfg["training"]["device"])
     resolve_speed_modes(cfg["training"], device)
-    dataset = build_dataset(cfg, cfg["data"][split_key])
-    n_classes = n_classes_of(dataset)
-    check_compatible(state, model_path, cfg["model"]["arch"], task.name, task.out_channels(n_classes))
-    model = build_model(cfg, n_classes, device)
+    dataset = build_dataset(cfg, cfg["data"][split_key], sample_keys(cfg))
+    tasks = TaskSet(cfg["task"], dataset, cfg["training"]["best_metric"])
+    check_compatible(state, model_path, cfg["model"]["arch"], tasks.meta())
+    model = build_model(cfg, tasks.heads(), device)
     load_model_state(model, state, model_path)
-    metrics = task.metrics(n_classes, device, cfg["testing"])
-    scores, _, _ = evaluate(model, eval_loader(cfg, dataset, device), task, metrics, cfg, device, progress=True)
+    scores, _, _ = evaluate(model, eval_loader(cfg, dataset, device), tasks, cfg, device, progress=True)
     print(f"{cfg['data']['dataset']} {cfg['data'][split_key]} ({len(dataset)} images), {model_path}")
-    print(format_table(scores, getattr(dataset, "class_names", None)))
+    print(format_table(scores, {name: task.class_names for name, task in tasks.items()}))
     if args.out_json:
         os.makedirs(os.path.dirname(os.path.abspath(args.out_json)), exist_ok=True)
         with open(args.out_json, "w", encoding="utf-8") as handle:

@@ -12,10 +12,11 @@ import warnings
 import yaml
 
 from ptsemseg.errors import PtsemsegError, closest
+from ptsemseg.tasks import parse_task_spec
 
 SCHEMA = {
     "model": None,  # arch + builder kwargs, checked against the builder's signature
-    "task": "seg | depth",
+    "task": "a task name, or a mapping of task names to loss weights",
     "seed": "int",
     "data": {
         "dataset": "name", "path": "root folder", "train_split": "str", "val_split": "str",
@@ -26,7 +27,8 @@ SCHEMA = {
         "print_interval": "int", "optimizer": "mapping", "loss": "mapping", "lr_schedule": "mapping",
         "augmentations": "mapping", "resume": "checkpoint path", "out_dir": "run directory",
         "amp": "auto | false | bf16 | fp16", "channels_last": "auto | bool", "device": "auto | cpu | cuda",
-        "checkpoint_interval": "int", "val_batch_size": "int",
+        "checkpoint_interval": "int", "val_batch_size": "int", "best_metric": "<task>/<metric>",
+        "aux_weights": "mapping of <task>/<output> to weights",
     },
     "testing": {
         "trained_model": "checkpoint path", "min_depth": "float", "max_depth": "float",
@@ -46,7 +48,7 @@ DEFAULTS = {
                  "print_interval": 50, "optimizer": None, "loss": None, "lr_schedule": None,
                  "augmentations": None, "resume": None, "out_dir": None, "amp": "auto",
                  "channels_last": "auto", "device": "auto", "checkpoint_interval": None,
-                 "val_batch_size": None},
+                 "val_batch_size": None, "best_metric": None, "aux_weights": None},
     "testing": {"trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
                 "median_scaling": False},
 }
@@ -173,7 +175,6 @@ def validate(cfg, path):
     """Check keys, names and values before any work starts."""
     from ptsemseg.augmentations import AUGMENTATIONS
     from ptsemseg.loaders import DATASETS
-    from ptsemseg.losses import LOSSES
     from ptsemseg.models import MODELS
     from ptsemseg.optimizers import OPTIMIZERS
     from ptsemseg.schedulers import SCHEDULERS
@@ -198,11 +199,13 @@ def validate(cfg, path):
         _fail(path, "model.arch", "missing")
     _check_name(path, "model.arch", model["arch"], MODELS)
     _check_kwargs(path, "model", MODELS.get(model["arch"]),
-                  {k: v for k, v in model.items() if k != "arch" and v is not None}, skip=("task", "n_outputs"))
+                  {k: v for k, v in model.items() if k != "arch" and v is not None}, skip=("heads",))
 
     task = cfg.get("task", DEFAULTS["task"])
-    if task not in ("seg", "depth"):
-        _fail(path, "task", f"must be 'seg' or 'depth', got '{task}'")
+    try:
+        parse_task_spec(task)
+    except PtsemsegError as err:
+        _fail(path, "task", str(err))
     if not isinstance(cfg.get("seed", 0), int):
         _fail(path, "seed", "must be an integer")
 
@@ -225,7 +228,7 @@ def validate(cfg, path):
         value = training.get(key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             _fail(path, f"training.{key}", f"must be a positive integer, got {value!r}")
-    for key, registry in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("lr_schedule", SCHEDULERS)):
+    for key, registry in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULERS)):
         value = training.get(key)
         if value is None:
             continue
@@ -250,21 +253,25 @@ def validate(cfg, path):
 
 
 def _build_training_components(path, training, task):
-    """Build loss, optimizer, schedule and augmentations once, so their options fail now, not mid-run."""
+    """Build losses, optimizer, schedule and augmentations once and read the best-model criterion, so their
+    options fail now, not mid-run."""
     import torch
 
     from ptsemseg.augmentations import get_composed_augmentations
-    from ptsemseg.losses import get_loss
+    from ptsemseg.losses import TaskSetLoss
     from ptsemseg.optimizers import get_optimizer
     from ptsemseg.schedulers import get_scheduler
-    from ptsemseg.tasks import get_task
+    from ptsemseg.tasks import TASKS, parse_best_metric
 
     def build_schedule():
         optimizer = get_optimizer(training.get("optimizer"), [torch.nn.Parameter(torch.zeros(1))])
         return get_scheduler(optimizer, training.get("lr_schedule"), training.get("train_iters") or 1)
 
+    weights = parse_task_spec(task)
     steps = (
-        ("loss", lambda: get_loss(training.get("loss"), get_task(task).default_loss)),
+        ("loss", lambda: TaskSetLoss(weights, {name: TASKS.get(name) for name in weights}, training.get("loss"),
+                                     training.get("aux_weights"))),
+        ("best_metric", lambda: parse_best_metric(training.get("best_metric"), weights)),
         ("optimizer", lambda: get_optimizer(training.get("optimizer"), [torch.nn.Parameter(torch.zeros(1))])),
         ("lr_schedule", build_schedule),
         ("augmentations", lambda: get_composed_augmentations(training.get("augmentations"))),

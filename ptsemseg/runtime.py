@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from ptsemseg.augmentations import get_composed_augmentations
 from ptsemseg.loaders import get_loader
-from ptsemseg.models import get_model, model_inputs
+from ptsemseg.models import get_model, model_input_keys, model_inputs
+from ptsemseg.tasks import TASKS, parse_task_spec
 
 DATASET_KEYS = ("dataset", "path", "train_split", "val_split", "test_split", "img_rows", "img_cols", "img_norm")
 
@@ -28,18 +29,26 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def build_dataset(cfg, split, augment=False):
-    """The dataset of `data.<split>` with the config's size, normalisation, options and (for training) augmentations."""
+def sample_keys(cfg):
+    """The sample keys a run needs: the model's inputs, then the tasks' targets."""
+    targets = [TASKS.get(name).target_key for name in parse_task_spec(cfg["task"])]
+    return tuple(dict.fromkeys([*model_input_keys(cfg["model"]["arch"]), *targets]))
+
+
+def build_dataset(cfg, split, keys, augment=False):
+    """The dataset of `data.<split>` giving `keys`, with the config's size, normalisation, options and (for
+    training) augmentations."""
     data = cfg["data"]
     img_size = None if data["img_rows"] == "same" else (data["img_rows"], data["img_cols"])
     augmentations = get_composed_augmentations(cfg["training"]["augmentations"]) if augment else None
     options = {key: value for key, value in data.items() if key not in DATASET_KEYS}
-    return get_loader(data["dataset"])(data["path"], split, task=cfg["task"], img_size=img_size,
+    return get_loader(data["dataset"])(data["path"], split, keys=keys, img_size=img_size,
                                        augmentations=augmentations, img_norm=data["img_norm"], **options)
 
 
-def build_model(cfg, n_classes, device):
-    model = get_model(cfg["model"], cfg["task"], n_classes).to(device)
+def build_model(cfg, heads, device):
+    """The model of `model.*` with `heads` (HeadSpecs) on `device`, in channels_last when the run asks for it."""
+    model = get_model(cfg["model"], heads).to(device)
     if cfg["training"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -98,25 +107,25 @@ def to_device(batch, device, channels_last=False):
 
 
 @torch.no_grad()
-def evaluate(model, loader, task, metrics, cfg, device, progress=False):
-    """Run `model` over `loader`, accumulate `metrics`; returns (scores, last batch, last prediction)."""
+def evaluate(model, loader, tasks, cfg, device, progress=False):
+    """Run `model` over `loader` and score every task of the TaskSet `tasks`.
+
+    Returns (scores named `<task>/<metric>`, the last batch, the last predictions by task name).
+    """
     was_training = model.training
     model.eval()
-    metrics.reset()
-    batch = prediction = None
+    metrics = {name: task.metrics(device, cfg["testing"]) for name, task in tasks.items()}
+    batch = predictions = None
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         batch = to_device(batch, device, cfg["training"]["channels_last"])
         with autocast(cfg, device):
-            output = model(*model_inputs(model, batch))
-        prediction = task.predict(output.float())
-        metrics.update(prediction, batch[task.target_key])
+            outputs = model(*model_inputs(model, batch))
+        predictions = {name: task.predict(outputs[name].float()) for name, task in tasks.items()}
+        for name, task in tasks.items():
+            metrics[name].update(predictions[name], batch[task.target_key])
     model.train(was_training)
-    return metrics.compute(), batch, prediction
-
-
-def n_classes_of(dataset):
-    """Class count of a dataset (1 for depth-only datasets that define none)."""
-    return dataset.n_classes or 1
+    scores = {f"{name}/{key}": value for name, metric in metrics.items() for key, value in metric.compute().items()}
+    return scores, batch, predictions
 
 
 def eval_loader(cfg, dataset, device):

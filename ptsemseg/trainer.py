@@ -1,7 +1,7 @@
 """One iteration-based trainer for every architecture and task.
 
-Task-specific behaviour (target key, default loss, metrics, best-model criterion, drawing) comes from the
-task object; architecture-specific behaviour lives in the model. Exact resume: the checkpoint holds the
+Task-specific behaviour (heads, target keys, default losses, metrics, best-model criterion, drawing) comes from
+the run's TaskSet; architecture-specific behaviour lives in the model. Exact resume: the checkpoint holds the
 model, optimizer, scheduler, AMP scaler, RNG states and the iteration, and the data order is a pure function
 of (seed, sample counter), so a resumed run replays exactly what an uninterrupted run would have done.
 """
@@ -18,13 +18,14 @@ from tqdm import tqdm
 from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, rng_state, save_atomic, set_rng_state
 from ptsemseg.config import save_config
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.losses import get_loss
+from ptsemseg.losses import TaskSetLoss
 from ptsemseg.models import model_inputs
 from ptsemseg.optimizers import get_optimizer
-from ptsemseg.runtime import (autocast, build_dataset, build_model, eval_loader, evaluate, n_classes_of,
+from ptsemseg.runtime import (autocast, build_dataset, build_model, eval_loader, evaluate, sample_keys,
                               resolve_device, resolve_speed_modes, seed_everything, to_device)
 from ptsemseg.schedulers import get_scheduler
-from ptsemseg.tasks import get_task, image_grid, is_better
+from ptsemseg.tasks import TaskSet
+from ptsemseg.visualize import image_grid
 
 
 class ResumableSampler(torch.utils.data.Sampler):
@@ -64,24 +65,23 @@ class Trainer:
         self.cfg = cfg
         self.config_path = config_path
         training = cfg["training"]
-        self.task = get_task(cfg["task"])
         self.device = resolve_device(training["device"])
         resolve_speed_modes(training, self.device)
         seed_everything(cfg["seed"])
 
-        self.train_set = build_dataset(cfg, cfg["data"]["train_split"], augment=True)
-        self.val_set = build_dataset(cfg, cfg["data"]["val_split"])
+        keys = sample_keys(cfg)
+        self.train_set = build_dataset(cfg, cfg["data"]["train_split"], keys, augment=True)
+        self.val_set = build_dataset(cfg, cfg["data"]["val_split"], keys)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise PtsemsegError(f"empty dataset split: train has {len(self.train_set)}, val {len(self.val_set)} items")
-        self.n_classes = n_classes_of(self.train_set)
-        self.model = build_model(cfg, self.n_classes, self.device)
+        self.tasks = TaskSet(cfg["task"], self.train_set, training["best_metric"])
+        self.model = build_model(cfg, self.tasks.heads(), self.device)
         self.optimizer = get_optimizer(training["optimizer"], self.model.parameters())
         self.scheduler = get_scheduler(self.optimizer, training["lr_schedule"], training["train_iters"])
-        self.loss_fn = get_loss(training["loss"], self.task.default_loss)
+        self.loss_fn = TaskSetLoss(self.tasks.weights, self.tasks.tasks, training["loss"], training["aux_weights"])
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=training["amp"] == "fp16" and self.device.type == "cuda")
-        self.meta = {"arch": cfg["model"]["arch"], "task": self.task.name,
-                     "n_outputs": self.task.out_channels(self.n_classes), "n_classes": self.n_classes}
+        self.meta = {"arch": cfg["model"]["arch"], "tasks": self.tasks.meta()}
 
         self.start_iter, self.best = 0, None
         resume = training["resume"]
@@ -94,7 +94,7 @@ class Trainer:
                                 "it or training.out_dir to start another")
 
     def _restore(self, state, path):
-        check_compatible(state, path, **{k: self.meta[k] for k in ("arch", "task", "n_outputs")})
+        check_compatible(state, path, self.meta["arch"], self.meta["tasks"])
         load_model_state(self.model, state, path)
         try:
             self.optimizer.load_state_dict(state["optimizer_state"])
@@ -139,6 +139,7 @@ class Trainer:
         batches = iter(self._train_loader())
         scores = {}
         running_loss = torch.zeros((), device=self.device)
+        running_parts = dict.fromkeys(self.tasks.weights, 0.0)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         window_start, window_iters = time.perf_counter(), 0
         self.model.train()
@@ -146,8 +147,8 @@ class Trainer:
         for iteration in range(self.start_iter + 1, training["train_iters"] + 1):
             batch = to_device(next(batches), self.device, training["channels_last"])
             with autocast(self.cfg, self.device):
-                output = self.model(*model_inputs(self.model, batch))
-                loss = self.loss_fn(output, batch[self.task.target_key])
+                outputs = self.model(*model_inputs(self.model, batch))
+                loss, parts = self.loss_fn(outputs, batch)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -155,6 +156,8 @@ class Trainer:
             self.scheduler.step()
             loss = loss.detach()
             running_loss += loss
+            for name, value in parts.items():
+                running_parts[name] = running_parts[name] + value
             finite &= torch.isfinite(loss)
             window_iters += 1
             progress.update(1)
@@ -168,6 +171,10 @@ class Trainer:
                 writer.add_scalar("train/loss", mean_loss, iteration)
                 writer.add_scalar("train/lr", lr, iteration)
                 writer.add_scalar("train/images_per_s", images_per_s, iteration)
+                if len(running_parts) > 1:
+                    for name, value in running_parts.items():
+                        writer.add_scalar(f"train/loss_{name}", float(value) / window_iters, iteration)
+                running_parts = dict.fromkeys(running_parts, 0.0)
                 running_loss.zero_()
                 window_start, window_iters = time.perf_counter(), 0
 
@@ -187,19 +194,17 @@ class Trainer:
                                 f"checkpoint is kept in {self.run_dir} (lower the learning rate?)")
 
     def _validate(self, val_loader, iteration, writer):
-        metrics = self.task.metrics(self.n_classes, self.device, self.cfg["testing"])
-        scores, batch, prediction = evaluate(self.model, val_loader, self.task, metrics, self.cfg, self.device)
+        scores, batch, predictions = evaluate(self.model, val_loader, self.tasks, self.cfg, self.device)
         for name, value in scores.items():
             if isinstance(value, (int, float)):
                 writer.add_scalar(f"val/{name}", value, iteration)
-        grid = image_grid(self.task, batch, prediction, self.n_classes)
+        grid = image_grid(self.tasks, batch, predictions)
         writer.add_image("val/input_truth_prediction", grid, iteration, dataformats="HWC")
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"iteration": iteration, **scores}) + "\n")
-        value = scores.get(self.task.best_metric)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
         tqdm.write(f"iter {iteration}: {summary}")
-        if is_better(self.task, value, self.best):
-            self.best = value
+        if self.tasks.is_better(scores, self.best):
+            self.best = scores[self.tasks.best_key]
             save_atomic(self._state(iteration), os.path.join(self.run_dir, "best.pt"))
         return scores

@@ -25,8 +25,9 @@ class Task:
     kind = DENSE
     activation = "identity"
     default_loss = {}
+    metric_names = ()  # the scalar scores of `metrics().compute()`
+    lower_is_better = frozenset()  # those of them where lower is better (errors)
     best_metric = ""
-    higher_is_better = True
 
     def __init__(self, dataset):
         self.channels = self.channels_of(dataset)
@@ -83,6 +84,9 @@ def parse_best_metric(best, weights):
     if not sep or task not in weights:
         raise PtsemsegError(f"training.best_metric must be '<task>/<metric>' with a task of this run "
                             f"({', '.join(weights)}), got {best!r}")
+    names = TASKS.get(task).metric_names
+    if metric not in names:
+        raise PtsemsegError(f"training.best_metric: task {task} has no score '{metric}'{closest(metric, names)}")
     return task, metric
 
 
@@ -124,7 +128,7 @@ class TaskSet:
             return False
         if best is None:
             return True
-        return value > best if self.tasks[self.best_task].higher_is_better else value < best
+        return value < best if self.best_metric in self.tasks[self.best_task].lower_is_better else value > best
 
 
 from ptsemseg.tasks import depth  # noqa: E402,F401

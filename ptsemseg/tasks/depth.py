@@ -2,6 +2,7 @@
 import numpy as np
 
 from ptsemseg.metrics import DepthMetrics
+from ptsemseg.metrics.depth import METRIC_NAMES
 from ptsemseg.tasks import TASKS, Task
 from ptsemseg.visualize import colorize_depth
 
@@ -12,8 +13,9 @@ class DepthTask(Task):
     target_key = "depth"
     activation = "positive_depth"
     default_loss = {"name": "scale_invariant_loss"}
+    metric_names = METRIC_NAMES
+    lower_is_better = frozenset(METRIC_NAMES) - {"delta1", "delta2", "delta3"}
     best_metric = "abs_rel"
-    higher_is_better = False
 
     @classmethod
     def channels_of(cls, dataset):

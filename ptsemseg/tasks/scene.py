@@ -12,8 +12,8 @@ class SceneTask(Task):
     target_key = "scene"
     kind = IMAGE
     default_loss = {"name": "cross_entropy"}
+    metric_names = ("accuracy", "mean_class_acc")
     best_metric = "accuracy"
-    higher_is_better = True
 
     def __init__(self, dataset):
         super().__init__(dataset)

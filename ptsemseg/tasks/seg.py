@@ -12,8 +12,8 @@ class SegTask(Task):
     name = "seg"
     target_key = "label"
     default_loss = {"name": "cross_entropy"}
+    metric_names = ("overall_acc", "mean_acc", "fwiou", "mean_iou")
     best_metric = "mean_iou"
-    higher_is_better = True
 
     def __init__(self, dataset):
         super().__init__(dataset)
