@@ -434,6 +434,14 @@ METRIC_CASES = {  # name -> [(constructor kwargs, batches, expected scores)]
         ({}, [depth_batch(([[1.0, 2.0]], [[0.0, 0.0]]))], depth_scores(0)),
         ({}, [], depth_scores(0)),
     ],
+    "scene": [
+        # 4 images: class 0 right twice, class 1 once right once wrong; class 2 never in the ground truth.
+        ({"n_classes": 3}, [(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 0, 1, 1]))],
+         {"accuracy": 0.75, "mean_class_acc": 0.75}),
+        ({"n_classes": 3}, [(torch.tensor([2]), torch.tensor([0])), (torch.tensor([2]), torch.tensor([2]))],
+         {"accuracy": 0.5, "mean_class_acc": 0.5}),
+        ({"n_classes": 2}, [], {"accuracy": NAN, "mean_class_acc": NAN}),
+    ],
 }
 
 
