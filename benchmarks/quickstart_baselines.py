@@ -21,19 +21,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ptsemseg.config import load_config  # noqa: E402
 from ptsemseg.models import MODELS  # noqa: E402
 from ptsemseg.runtime import build_dataset  # noqa: E402
-from ptsemseg.tasks import get_task  # noqa: E402
+from ptsemseg.tasks import TASKS  # noqa: E402
 from ptsemseg.trainer import Trainer  # noqa: E402
 
 
 class PixelLinear(nn.Module):
     """One 1×1 convolution on RGB: each pixel is classified from its own colour alone."""
 
-    def __init__(self, task, n_outputs):
+    def __init__(self, heads):
         super().__init__()
-        self.classifier = nn.Conv2d(3, n_outputs, kernel_size=1)
+        self.name = heads[0].name
+        self.classifier = nn.Conv2d(3, heads[0].channels, kernel_size=1)
 
     def forward(self, image):
-        return self.classifier(image)
+        return {self.name: self.classifier(image)}
 
 
 def seg_baseline(config, overrides):
@@ -41,6 +42,7 @@ def seg_baseline(config, overrides):
     MODELS.register("pixel_linear")(PixelLinear)
     cfg = load_config(config, overrides)
     cfg["model"] = {"arch": "pixel_linear"}
+    cfg["training"]["loss"] = None  # the paper loss of the quickstart weighs PSPNet's two outputs
     cfg["training"]["out_dir"] = cfg["training"]["out_dir"] or "runs/baseline_pixel_linear"
     return Trainer(cfg, config).run()
 
@@ -48,13 +50,12 @@ def seg_baseline(config, overrides):
 def depth_baseline(config, overrides):
     """Per-pixel median of the training depths (invalid pixels excluded), evaluated on the val split."""
     cfg = load_config(config, overrides)
-    train_set = build_dataset(cfg, cfg["data"]["train_split"])
+    train_set = build_dataset(cfg, cfg["data"]["train_split"], ("image", "depth"))
     depths = np.stack([train_set[i]["depth"][0].numpy() for i in range(len(train_set))])
     median = np.nanmedian(np.where(depths > 0, depths, np.nan), axis=0)
     median = torch.from_numpy(np.nan_to_num(median, nan=float(np.median(depths[depths > 0]))))
-    task = get_task("depth")
-    metrics = task.metrics(1, testing=cfg["testing"])
-    val_set = build_dataset(cfg, cfg["data"]["val_split"])
+    metrics = TASKS.get("depth")(train_set).metrics(testing=cfg["testing"])
+    val_set = build_dataset(cfg, cfg["data"]["val_split"], ("image", "depth"))
     for i in range(len(val_set)):
         target = val_set[i]["depth"][None]
         metrics.update(median[None, None].clone(), target)
