@@ -25,7 +25,7 @@ RUNS = {"seg only": {"seg": 1.0}, "depth only": {"depth": 1.0}, "joint": {"seg":
 SCORES = ("seg/mean_iou", "seg/overall_acc", "depth/abs_rel", "depth/rmse", "depth/delta1")
 
 
-def gflops(model, batch_size, rows, cols):
+def gflops(model, rows, cols):
     """GFLOPs of one eval forward of a batch of one (2 per multiply-add of convolutions and matrix products)."""
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -48,7 +48,7 @@ def run(name, tasks, iters, out_dir):
     data = cfg["data"]
     return {"run": name, **{key: scores.get(key) for key in SCORES}, "train_s": round(seconds, 1),
             "params_M": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 3),
-            "gflops": round(gflops(trainer.model, 1, data["img_rows"], data["img_cols"]), 3),
+            "gflops": round(gflops(trainer.model, data["img_rows"], data["img_cols"]), 3),
             "iters": cfg["training"]["train_iters"]}
 
 
