@@ -180,3 +180,15 @@ def test_frozen_bn_stays_in_eval_mode_without_gradients():
     norms = [m for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms and not any(bn.training or bn.weight.requires_grad for bn in norms)
     assert encoder.layer1[0].conv1.weight.requires_grad
+
+
+def test_imagenet_offline_fails_in_one_line_naming_the_file(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(PtsemsegError) as info:
+        get_encoder("resnet18", pretrained="imagenet")
+    message = str(info.value)
+    assert "resnet18-f37072fd.pth" in message and str(tmp_path) in message and "\n" not in message
