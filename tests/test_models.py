@@ -1,4 +1,4 @@
-"""Every registered architecture, for both tasks: shapes, modes, depth sign, learning, size, AMP; ResNet backbones."""
+"""Every registered architecture, for both tasks: shapes, modes, depth sign, learning, size, AMP; ResNet models."""
 import functools
 
 import pytest
@@ -7,9 +7,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from ptsemseg.encoders import resnet as resnet_module
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models import MODELS, dispnet, frrn
-from ptsemseg.models import resnet as resnet_module
+from ptsemseg.models import MODELS, dispnet, frrn, get_model
+from ptsemseg.models.heads import HeadSpec
 
 TASKS = ("seg", "depth")
 N_CLASSES = 5
@@ -73,10 +74,14 @@ PARAM_DELTAS = {
 }
 
 
-def seg_parameter_count(arch):
+def parameter_count(arch, heads, **options):
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = MODELS.get(arch)(task="seg", n_outputs=REFERENCE_CLASSES)
+        model = get_model({"arch": arch, **options}, heads)
     return sum(p.numel() for p in model.parameters())
+
+
+def seg_parameter_count(arch):
+    return parameter_count(arch, {"seg": REFERENCE_CLASSES})
 
 
 def within_one_percent(count, reference):
@@ -103,10 +108,13 @@ def distinct_archs():
 ARCHS = distinct_archs()
 
 
-def build(arch, task, n_classes=N_CLASSES, seed=0, **options):
+def build_heads(arch, heads, seed=0, **options):
     torch.manual_seed(seed)
-    return MODELS.get(arch)(task=task, n_outputs=n_classes if task == "seg" else 1,
-                            **{**SMALL_OPTIONS.get(arch, {}), **options})
+    return get_model({"arch": arch, **SMALL_OPTIONS.get(arch, {}), **options}, heads)
+
+
+def build(arch, task, n_classes=N_CLASSES, seed=0, **options):
+    return build_heads(arch, {task: n_classes if task == "seg" else 1}, seed, **options)
 
 
 @functools.lru_cache(maxsize=None)
@@ -115,8 +123,9 @@ def cached_model(arch, task):
     return build(arch, task)
 
 
-def as_list(output):
-    return list(output) if isinstance(output, (list, tuple)) else [output]
+def task_outputs(outputs, task):
+    """The task's head output followed by its auxiliary outputs (`<task>/...`), in the model's order."""
+    return [outputs[task]] + [out for name, out in outputs.items() if name.startswith(f"{task}/")]
 
 
 def fixed_batch(task, size=(64, 64), batch=2):
@@ -135,7 +144,7 @@ def fixed_batch(task, size=(64, 64), batch=2):
 def batch_loss(task, outputs, target):
     """Main output plus auxiliary outputs weighted 0.4^i, each resized to the target."""
     total = 0.0
-    for i, out in enumerate(as_list(outputs)):
+    for i, out in enumerate(outputs):
         out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", align_corners=False)
         loss = F.cross_entropy(out, target) if task == "seg" else F.l1_loss(out, target)
         total = total + 0.4 ** i * loss
@@ -148,7 +157,9 @@ def test_forward_backward_and_modes(arch, task):
     model = cached_model(arch, task)
     image, target = fixed_batch(task, size=(64, 64))
     model.train()
-    outputs = as_list(model(image))
+    named = model(image)
+    assert all(name == task or name.startswith(f"{task}/") for name in named), list(named)
+    outputs = task_outputs(named, task)
     assert outputs[0].shape == (2, N_CLASSES if task == "seg" else 1, 64, 64)
     for out in outputs[1:]:
         assert out.shape[:2] == outputs[0].shape[:2]
@@ -158,8 +169,10 @@ def test_forward_backward_and_modes(arch, task):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     model.eval()
     with torch.no_grad():
-        out = model(image)
-    assert isinstance(out, torch.Tensor) and out.shape == outputs[0].shape
+        evaluated = model(image)
+    assert list(evaluated) == [task]
+    out = evaluated[task]
+    assert out.shape == outputs[0].shape
     if task == "depth":
         assert all((o > 0).all() for o in outputs) and (out > 0).all()
 
@@ -172,7 +185,7 @@ def test_output_matches_any_input_size(arch, task, size):
     model = cached_model(arch, task).eval()
     with torch.no_grad():
         out = model(torch.rand(1, 3, *size))
-    assert isinstance(out, torch.Tensor) and out.shape[-2:] == size
+    assert list(out) == [task] and out[task].shape[-2:] == size
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -183,13 +196,13 @@ def test_channels_last_bf16_autocast(arch, task):
     image = image.contiguous(memory_format=torch.channels_last)
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            outputs = as_list(model(image))
+            outputs = task_outputs(model(image), task)
             loss = batch_loss(task, [out.float() for out in outputs], target)
         model.zero_grad()
         loss.backward()
         model.eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(image)
+            out = model(image)[task]
     finally:
         model.to(memory_format=torch.contiguous_format)
     assert outputs[0].shape[-2:] == (48, 64) and out.shape[-2:] == (48, 64)
@@ -208,7 +221,7 @@ def test_each_model_learns_a_fixed_batch(arch, task):
     steps = LEARN_STEPS_OF.get(arch, LEARN_STEPS)
     history = []
     for _ in range(steps):
-        outputs = as_list(model(image))
+        outputs = task_outputs(model(image), task)
         history.append(batch_loss(task, outputs[:1], target).item())
         if history[-1] < 0.2 * history[0]:
             break
@@ -262,21 +275,60 @@ def test_frrn_differences_are_the_documented_figures():
 def test_deeplab_matches_the_reference_exactly_with_frozen_bn():
     """torchvision's ResNet-101 + summed ASPP = the reference's Caffe-style ResNet-101 (BN frozen there)."""
     with torch.device("meta"):
-        seg = MODELS.get("deeplab")(task="seg", n_outputs=19, freeze_bn=True)
-        depth = MODELS.get("deeplab")(task="depth", n_outputs=1, freeze_bn=True)
+        seg = get_model({"arch": "deeplab", "freeze_bn": True}, {"seg": 19})
+        depth = get_model({"arch": "deeplab", "freeze_bn": True}, {"depth": 1})
     for model, total, trainable in ((seg, 43_901_068, 43_795_724), (depth, 42_573_892, 42_468_548)):
         assert sum(p.numel() for p in model.parameters()) == total
         assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
-@pytest.mark.parametrize("output_stride", [8, 16, 32])
-def test_backbone_output_stride_by_dilation(name, output_stride):
-    backbone = resnet_module.ResNetBackbone(name, output_stride=output_stride).eval()
+RESNET_ARCHS = ("deeplab", "pspnet", "fcrn")
+HEAD_SETS = {
+    "seg": {"seg": 6},
+    "depth": {"depth": 1},
+    "seg+depth": {"seg": 6, "depth": 1},
+    "seg+scene": {"seg": 6, "scene": 10},
+}
+# Auxiliary outputs `<head>/<name>` each dense head adds in train mode.
+TRAIN_AUX = {"pspnet": ("aux",)}
+
+
+@pytest.mark.parametrize("head_set", HEAD_SETS)
+@pytest.mark.parametrize("arch", RESNET_ARCHS)
+def test_every_head_set_gives_named_outputs(arch, head_set):
+    """Eval mode: exactly one output per head (dense at the input size, scene N×C); train mode adds the aux ones."""
+    heads = HEAD_SETS[head_set]
+    model = build_heads(arch, heads)
+    assert model.input_keys == MODELS.get(arch).input_keys == ("image",)
+    image = torch.rand(2, 3, 41, 57)
+    expected = {name: (2, channels) if name == "scene" else (2, channels, 41, 57) for name, channels in heads.items()}
     with torch.no_grad():
-        features = backbone(torch.rand(1, 3, 64, 64))
-    assert [f.shape[-1] for f in features] == [16, 8, 64 // min(output_stride, 16), 64 // output_stride]
-    assert [f.shape[1] for f in features] == backbone.channels
+        evaluated = model.eval()(image)
+        trained = model.train()(image)
+    assert {name: tuple(out.shape) for name, out in evaluated.items()} == expected
+    aux = {f"{name}/{suffix}": heads[name] for name in heads if name != "scene" for suffix in TRAIN_AUX.get(arch, ())}
+    assert set(trained) == set(expected) | set(aux)
+    assert all(tuple(trained[name].shape) == shape for name, shape in expected.items())
+    assert all(trained[name].shape[:2] == (2, channels) for name, channels in aux.items())
+    depth_outputs = [out for name, out in {**evaluated, **trained}.items() if name.split("/")[0] == "depth"]
+    assert all((out > 0).all() for out in depth_outputs)
+
+
+@pytest.mark.parametrize("arch", RESNET_ARCHS)
+def test_joint_heads_share_the_encoder_and_decoder(arch):
+    """At the default options every head adds only its own layers to one shared trunk; scene pools res5."""
+    trunk = parameter_count(arch, {})
+    single = {name: parameter_count(arch, {name: channels}) - trunk
+              for name, channels in (("seg", 19), ("depth", 1), ("scene", 10))}
+    assert parameter_count(arch, {"seg": 19, "depth": 1, "scene": 10}) == trunk + sum(single.values())
+    res5_channels = 2048  # the default ResNet-101 / ResNet-50
+    assert single["scene"] == res5_channels * 10 + 10 and single["depth"] > 0
+
+
+@pytest.mark.parametrize("arch", RESNET_ARCHS)
+def test_unsupported_head_kind_fails_in_one_line(arch):
+    with pytest.raises(PtsemsegError, match=f"arch {arch} cannot build the point-level head 'keypoints'"):
+        build_heads(arch, (HeadSpec("keypoints", 17, kind="point"),))
 
 
 def test_pretrained_path_loads_torchvision_weights_and_adapts_one_channel(tmp_path):
@@ -291,7 +343,7 @@ def test_pretrained_path_loads_torchvision_weights_and_adapts_one_channel(tmp_pa
     one_channel = build("deeplab", "depth", seed=1, pretrained=str(path), in_channels=1)
     assert one_channel.backbone.conv1.weight.shape[1] == 1
     assert torch.allclose(one_channel.backbone.conv1.weight, reference.conv1.weight.mean(1, keepdim=True))
-    assert one_channel(torch.rand(2, 1, 40, 56)).shape == (2, 1, 40, 56)
+    assert one_channel(torch.rand(2, 1, 40, 56))["depth"].shape == (2, 1, 40, 56)
 
 
 def test_pretrained_path_takes_the_backbone_of_a_ptsemseg_checkpoint(tmp_path):
@@ -311,7 +363,7 @@ def test_imagenet_uses_torchvision_weights_enum(monkeypatch):
         return source.state_dict()
 
     monkeypatch.setattr(resnet_module, "pretrained_state_dict", fake_state_dict)
-    model = MODELS.get("fcrn")(task="depth", n_outputs=1, pretrained="imagenet")
+    model = get_model({"arch": "fcrn", "pretrained": "imagenet"}, {"depth": 1})
     assert requested == [("imagenet", torchvision.models.ResNet50_Weights.IMAGENET1K_V1)]
     assert torch.equal(model.backbone.layer1[0].conv3.weight, source.layer1[0].conv3.weight)
 
@@ -321,18 +373,19 @@ def test_imagenet_uses_torchvision_weights_enum(monkeypatch):
     ("deeplab", {"output_stride": 4}, "output_stride must be 8 or 16"),
     ("deeplab", {"aspp_rates": []}, "aspp_rates"),
     ("pspnet", {"bins": [0, 2]}, "bins"),
+    ("pspnet", {"backbone": "resnet50_v1c"}, "unknown backbone 'resnet50_v1c'"),
     ("pspnet", {"pretrained": "imagenet"}, "deep_stem: false"),
     ("fcrn", {"pretrained": "/nonexistent/weights.pth"}, "/nonexistent/weights.pth"),
 ])
 def test_bad_options_fail_in_one_line(arch, options, message):
     with pytest.raises(PtsemsegError, match=message):
-        MODELS.get(arch)(task="seg", n_outputs=3, **options)
+        get_model({"arch": arch, **options}, {"seg": 3})
 
 
 def test_pretrained_file_of_another_backbone_is_refused(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
-    with pytest.raises(PtsemsegError, match="resnet34 backbone tensors"):
+    with pytest.raises(PtsemsegError, match="resnet34 encoder tensors"):
         build("deeplab", "seg", backbone="resnet34", pretrained=str(path))
 
 
@@ -340,15 +393,15 @@ def test_frozen_bn_keeps_statistics_and_affine_fixed():
     model = build("deeplab", "seg", freeze_bn=True).train()
     bn = model.backbone.layer2[0].bn1
     before = bn.running_mean.clone()
-    model(torch.rand(2, 3, 32, 32)).sum().backward()
+    model(torch.rand(2, 3, 32, 32))["seg"].sum().backward()
     assert torch.equal(bn.running_mean, before) and not bn.training
     assert bn.weight.grad is None and model.backbone.layer2[0].conv1.weight.grad is not None
 
 
 def test_pspnet_aux_output_at_one_eighth():
-    model = cached_model("pspnet", "seg").train()
-    main, aux = model(torch.rand(2, 3, 64, 96))
-    assert main.shape == (2, N_CLASSES, 64, 96) and aux.shape == (2, N_CLASSES, 8, 12)
+    outputs = cached_model("pspnet", "seg").train()(torch.rand(2, 3, 64, 96))
+    assert list(outputs) == ["seg", "seg/aux"]
+    assert outputs["seg"].shape == (2, N_CLASSES, 64, 96) and outputs["seg/aux"].shape == (2, N_CLASSES, 8, 12)
 
 
 def test_fast_up_projection_equals_unpooling_and_5x5_conv():

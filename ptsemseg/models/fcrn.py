@@ -4,14 +4,18 @@ The convs that BN follows have no bias (BN's mean subtraction cancels it); Semse
 their 4 + 4 up-convolution convs and their 3×3 conv one, 9 per output channel of each of the 4 up-projections
 (512 + 256 + 128 + 64): −8,640 parameters, 63,573,395 against 63,582,035 at 19 classes (63,563,009 against
 63,571,649 for depth).
+
+Heads: the up-projection decoder is shared; each dense head (seg, depth) gets its own dropout + 3×3 conv on the
+decoder's output, each image head (scene) pools res5.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ptsemseg.encoders.resnet import resnet_backbone
 from ptsemseg.models import MODELS
-from ptsemseg.models._utils import output_activation, resize_to
-from ptsemseg.models.resnet import build_backbone
+from ptsemseg.models._utils import resize_to
+from ptsemseg.models.heads import DENSE, IMAGE, ImageHead, dense_heads, image_heads, require_kinds
 
 
 class FastUpConv(nn.Module):
@@ -51,31 +55,46 @@ class UpProjection(nn.Module):
 
 class FCRN(nn.Module):
     """ResNet (output stride 32) -> 1×1 conv + BN halving the width -> 4 up-projections (each halves the width)
-    -> Dropout2d -> 3×3 conv -> bilinear to the input size (the decoder ends at 1/2 resolution)."""
+    -> per dense head: Dropout2d -> 3×3 conv -> bilinear to the input size (the decoder ends at 1/2 resolution);
+    image heads pool res5."""
 
     input_keys = ("image",)
 
-    def __init__(self, task, n_outputs, backbone, pretrained, dropout, in_channels, freeze_bn):
+    def __init__(self, heads, backbone, pretrained, dropout, in_channels, freeze_bn):
         super().__init__()
-        self.backbone = build_backbone(backbone, 32, pretrained, in_channels, freeze_bn=freeze_bn)
-        width = self.backbone.channels[-1] // 2
+        require_kinds(heads, "fcrn", (DENSE, IMAGE))
+        self.backbone = resnet_backbone(backbone, in_channels=in_channels, pretrained=pretrained,
+                                        freeze_bn=freeze_bn)
+        width = self.backbone.out_channels[-1] // 2
         self.reduce = nn.Sequential(nn.Conv2d(2 * width, width, 1, bias=False), nn.BatchNorm2d(width))
         self.decoder = nn.Sequential(*(UpProjection(width >> i, width >> (i + 1)) for i in range(4)))
-        self.predict = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(width >> 4, n_outputs, 3, padding=1))
-        self.activation = output_activation(task)
+        dense = dense_heads(heads)
+        self.predict = nn.ModuleDict({spec.name: nn.Sequential(nn.Dropout2d(dropout),
+                                                               nn.Conv2d(width >> 4, spec.channels, 3, padding=1))
+                                      for spec in dense})
+        self.activations = nn.ModuleDict({spec.name: spec.make_activation() for spec in dense})
+        self.image_heads = nn.ModuleDict({spec.name: ImageHead(2 * width, spec) for spec in image_heads(heads)})
 
     def forward(self, image):
-        features = self.reduce(self.backbone(image)[-1])
-        out = self.predict(self.decoder(features))
-        return self.activation(resize_to(out, image.shape[-2:]))
+        res5 = self.backbone(image)[-1]
+        decoded = self.decoder(self.reduce(res5))
+        out = {name: self.activations[name](resize_to(predict(decoded), image.shape[-2:]))
+               for name, predict in self.predict.items()}
+        out.update({name: head(res5) for name, head in self.image_heads.items()})
+        return out
 
 
 @MODELS.register("fcrn")
-def fcrn(task, n_outputs, backbone="resnet50", pretrained="none", dropout=0.5, in_channels=3, freeze_bn=False):
-    """FCRN with fast up-projections (bias-free convs before BN: 8,640 parameters fewer than the seed's).
+def fcrn(heads, backbone="resnet50", pretrained="none", dropout=0.5, in_channels=3, freeze_bn=False):
+    """FCRN with fast up-projections (bias-free convs before BN: 8,640 parameters fewer than the seed's); returns
+    {head: output}, no auxiliary outputs.
 
+    Builds any dense heads (e.g. seg and depth jointly, sharing the decoder) and image heads (scene) on res5.
     Options: backbone resnet50 (default; the paper's) | resnet18 | resnet34 | resnet101 | resnet152
     (the decoder starts at half the backbone's width); dropout: Dropout2d rate before the prediction (default 0.5);
     pretrained none (default) | imagenet | PATH; freeze_bn (default false); in_channels (default 3).
     """
-    return FCRN(task, n_outputs, backbone, pretrained, dropout, in_channels, freeze_bn)
+    return FCRN(heads, backbone, pretrained, dropout, in_channels, freeze_bn)
+
+
+fcrn.input_keys = FCRN.input_keys

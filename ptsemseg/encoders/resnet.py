@@ -1,15 +1,18 @@
-"""ResNet backbones (torchvision blocks and parameter names) with dilation, a deep stem and frozen BN.
+"""ResNet encoders (torchvision blocks and parameter names): plain and deep-stem "v1c", dilation, frozen BN.
 
-The backbone returns the four stage outputs [res2, res3, res4, res5]. Its parameter names equal
-torchvision's, so ImageNet weights (or any torchvision-format state dict) load without renaming.
-Dilated stages follow DeepLab v2: every 3×3 conv of a dilated stage uses the stage's dilation and its
-stride becomes 1, which also works for BasicBlock ResNets (torchvision refuses dilation there).
+Registered as `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152` (torchvision's 7×7 stem; ImageNet
+weights through torchvision's weights API) and `<name>_v1c` (three 3×3 conv-BN-ReLU, 64, 64, 128, as PSPNet and
+mmseg's ResNetV1c; torchvision has no weights for it). Forward returns the four stage outputs [res2, res3, res4,
+res5]. Parameter names equal torchvision's, so ImageNet weights (or any torchvision-format state dict) load
+without renaming. Dilated stages follow DeepLab v2: every 3×3 conv of a dilated stage uses the stage's dilation
+and its stride becomes 1, which also works for BasicBlock ResNets (torchvision refuses dilation there).
 """
 import torch.nn as nn
 from torchvision.models import resnet as tv_resnet
 
+from ptsemseg.encoders import ENCODERS, get_encoder
+from ptsemseg.encoders.weights import mean_channel_filter, pretrained_state_dict
 from ptsemseg.errors import PtsemsegError, closest
-from ptsemseg.models._utils import mean_channel_filter, pretrained_state_dict
 
 # name -> (block class, blocks per stage, torchvision ImageNet weights enum)
 RESNETS = {
@@ -19,6 +22,7 @@ RESNETS = {
     "resnet101": (tv_resnet.Bottleneck, (3, 4, 23, 3), tv_resnet.ResNet101_Weights.IMAGENET1K_V1),
     "resnet152": (tv_resnet.Bottleneck, (3, 8, 36, 3), tv_resnet.ResNet152_Weights.IMAGENET1K_V1),
 }
+DEEP_STEM_SUFFIX = "_v1c"
 
 # output stride -> dilation of (layer3, layer4)
 STAGE_DILATIONS = {8: (2, 4), 16: (1, 2), 32: (1, 1)}
@@ -54,22 +58,24 @@ def dilate_stage(stage, dilation):
                 module.padding = (dilation, dilation)
 
 
-class ResNetBackbone(nn.Module):
-    """ResNet without its classifier; forward returns [res2, res3, res4, res5] (strides 4, 8, 8-32, 8-32).
+class ResNetEncoder(nn.Module):
+    """ResNet without its classifier; forward returns [res2, res3, res4, res5].
 
-    `deep_stem` replaces the 7×7 stem with three 3×3 conv-BN-ReLU (64, 64, 128; PSPNet / ResNet-C).
-    `freeze_bn` fixes every BatchNorm: affine parameters get no gradient and the running statistics stay
-    as loaded (BN layers stay in eval mode); meant for pretrained weights and small batches, as DeepLab v2.
+    `out_channels` and `strides` describe the four maps (strides 4, 8, 16, 32 at output stride 32; 4, 8, 16, 16
+    at 16; 4, 8, 8, 8 at 8). `deep_stem` replaces the 7×7 stem with three 3×3 conv-BN-ReLU (64, 64, 128).
+    `freeze_bn` fixes every BatchNorm: affine parameters get no gradient and the running statistics stay as
+    loaded (BN layers stay in eval mode); meant for pretrained weights and small batches, as DeepLab v2.
     """
 
-    def __init__(self, name="resnet50", output_stride=32, in_channels=3, deep_stem=False, freeze_bn=False):
+    def __init__(self, name, block, n_blocks, imagenet_weights=None, in_channels=3, output_stride=32,
+                 deep_stem=False, freeze_bn=False):
         super().__init__()
-        if name not in RESNETS:
-            raise PtsemsegError(f"unknown backbone '{name}'{closest(name, RESNETS)}; choose from {sorted(RESNETS)}")
         if output_stride not in STAGE_DILATIONS:
-            raise PtsemsegError(f"output_stride must be one of {sorted(STAGE_DILATIONS)}, got {output_stride!r}")
-        block, n_blocks, self.imagenet_weights = RESNETS[name]
-        self.name, self.deep_stem, self.freeze_bn = name, deep_stem, freeze_bn
+            raise PtsemsegError(f"encoder {name}: output_stride must be one of {sorted(STAGE_DILATIONS)}, "
+                                f"got {output_stride!r}")
+        self.name, self.imagenet_weights = name, imagenet_weights
+        self.in_channels, self.output_stride = in_channels, output_stride
+        self.deep_stem, self.freeze_bn = deep_stem, freeze_bn
         if deep_stem:
             self.stem = nn.Sequential(conv_bn_relu(in_channels, 64, stride=2), conv_bn_relu(64, 64),
                                       conv_bn_relu(64, 128))
@@ -84,8 +90,10 @@ class ResNetBackbone(nn.Module):
         self.layer2 = make_stage(block, 64 * block.expansion, 128, n_blocks[1], stride=2)
         self.layer3 = make_stage(block, 128 * block.expansion, 256, n_blocks[2], stride=2)
         self.layer4 = make_stage(block, 256 * block.expansion, 512, n_blocks[3], stride=2)
-        self.channels = [64 * block.expansion, 128 * block.expansion, 256 * block.expansion, 512 * block.expansion]
-        for layer, dilation in zip((self.layer3, self.layer4), STAGE_DILATIONS[output_stride]):
+        self.out_channels = tuple(width * block.expansion for width in (64, 128, 256, 512))
+        dilations = STAGE_DILATIONS[output_stride]
+        self.strides = (4, 8, 16 // dilations[0], 32 // dilations[1])
+        for layer, dilation in zip((self.layer3, self.layer4), dilations):
             if dilation > 1:
                 dilate_stage(layer, dilation)
         for module in self.modules():
@@ -120,8 +128,9 @@ class ResNetBackbone(nn.Module):
         A ptsemseg checkpoint contributes its `backbone.*` weights; the classifier (`fc.*`) is ignored;
         a first conv for other than 3 input channels starts from the channel mean of the RGB filters.
         """
-        if self.deep_stem and pretrained == "imagenet":
-            raise PtsemsegError("torchvision's ImageNet weights have the 7×7 stem: set deep_stem: false to load them")
+        if pretrained == "imagenet" and self.imagenet_weights is None:
+            raise PtsemsegError(f"encoder {self.name}: torchvision has no ImageNet weights for the deep stem; use "
+                                f"{self.name.removesuffix(DEEP_STEM_SUFFIX)} (deep_stem: false) or a PATH")
         state = pretrained_state_dict(pretrained, self.imagenet_weights)
         if state is None:
             return
@@ -139,13 +148,35 @@ class ResNetBackbone(nn.Module):
         for problem, keys in problems:
             if keys:
                 raise PtsemsegError(f"pretrained weights {pretrained} {problem} {len(keys)} {self.name} "
-                                    f"backbone tensors, e.g. '{keys[0]}'")
+                                    f"encoder tensors, e.g. '{keys[0]}'")
         self.load_state_dict(state, strict=False)  # checked above; old files lack num_batches_tracked
 
 
-def build_backbone(backbone="resnet101", output_stride=32, pretrained="none", in_channels=3, deep_stem=False,
-                   freeze_bn=False):
-    """A `ResNetBackbone` with its weights loaded from `pretrained`."""
-    model = ResNetBackbone(backbone, output_stride, in_channels, deep_stem, freeze_bn)
-    model.load_pretrained(pretrained)
-    return model
+def resnet_builder(name, deep_stem):
+    """The registry builder of one ResNet encoder: build, then load `pretrained`."""
+    block, n_blocks, imagenet_weights = RESNETS[name]
+    registered = name + DEEP_STEM_SUFFIX if deep_stem else name
+
+    def build(in_channels=3, output_stride=32, pretrained="none", freeze_bn=False):
+        encoder = ResNetEncoder(registered, block, n_blocks, None if deep_stem else imagenet_weights, in_channels,
+                                output_stride, deep_stem, freeze_bn)
+        encoder.load_pretrained(pretrained)
+        return encoder
+
+    build.__name__ = registered
+    build.__doc__ = (f"{name} encoder{' with the deep stem' if deep_stem else ''}; pretrained none | "
+                     f"{'PATH' if deep_stem else 'imagenet | PATH'}.")
+    return build
+
+
+for _name in RESNETS:
+    ENCODERS.register(_name)(resnet_builder(_name, deep_stem=False))
+    ENCODERS.register(_name + DEEP_STEM_SUFFIX)(resnet_builder(_name, deep_stem=True))
+
+
+def resnet_backbone(backbone, deep_stem=False, **options):
+    """The encoder of a ResNet architecture from its YAML `backbone` (a plain ResNet name) and `deep_stem`."""
+    if backbone not in RESNETS:
+        raise PtsemsegError(f"unknown backbone '{backbone}'{closest(backbone, RESNETS)}; "
+                            f"choose from {', '.join(RESNETS)}")
+    return get_encoder(backbone + DEEP_STEM_SUFFIX if deep_stem else backbone, **options)
