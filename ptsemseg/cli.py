@@ -93,8 +93,8 @@ def evaluate_main(description, split_key, argv=None):
         parser.error("--config is required")
     from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state
     from ptsemseg.config import load_config
-    from ptsemseg.runtime import (build_dataset, build_model, eval_loader, evaluate, n_classes_of, resolve_device,
-                                  resolve_speed_modes)
+    from ptsemseg.runtime import (build_dataset, build_model, eval_loader, evaluate, model_input_keys, n_classes_of,
+                                  needed_keys, resolve_device, resolve_speed_modes)
     from ptsemseg.tasks import get_task
 
     cfg = load_config(args.config, args.opts)
@@ -103,7 +103,8 @@ def evaluate_main(description, split_key, argv=None):
     state = load_checkpoint(model_path)
     device = resolve_device(cfg["training"]["device"])
     resolve_speed_modes(cfg["training"], device)
-    dataset = build_dataset(cfg, cfg["data"][split_key])
+    dataset = build_dataset(cfg, cfg["data"][split_key],
+                            needed_keys(model_input_keys(cfg["model"]["arch"]), (task.target_key,)))
     n_classes = n_classes_of(dataset)
     check_compatible(state, model_path, cfg["model"]["arch"], task.name, task.out_channels(n_classes))
     model = build_model(cfg, n_classes, device)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ptsemseg.augmentations import get_composed_augmentations
 from ptsemseg.loaders import get_loader
-from ptsemseg.models import get_model, model_inputs
+from ptsemseg.models import MODELS, get_model, model_inputs
 
 DATASET_KEYS = ("dataset", "path", "train_split", "val_split", "test_split", "img_rows", "img_cols", "img_norm")
 
@@ -28,13 +28,24 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def build_dataset(cfg, split, augment=False):
-    """The dataset of `data.<split>` with the config's size, normalisation, options and (for training) augmentations."""
+def model_input_keys(arch):
+    """The sample keys an architecture consumes: its builder's `input_keys`, by default the RGB image."""
+    return tuple(getattr(MODELS.get(arch), "input_keys", ("image",)))
+
+
+def needed_keys(model_input_keys, target_keys):
+    """The sample keys a run asks its dataset for: the model's inputs, then the targets, each once."""
+    return tuple(dict.fromkeys((*model_input_keys, *target_keys)))
+
+
+def build_dataset(cfg, split, keys, augment=False):
+    """The dataset of `data.<split>` giving the sample `keys`, with the config's size, normalisation, options and
+    (for training) augmentations."""
     data = cfg["data"]
     img_size = None if data["img_rows"] == "same" else (data["img_rows"], data["img_cols"])
     augmentations = get_composed_augmentations(cfg["training"]["augmentations"]) if augment else None
     options = {key: value for key, value in data.items() if key not in DATASET_KEYS}
-    return get_loader(data["dataset"])(data["path"], split, task=cfg["task"], img_size=img_size,
+    return get_loader(data["dataset"])(data["path"], split, keys=keys, img_size=img_size,
                                        augmentations=augmentations, img_norm=data["img_norm"], **options)
 
 

@@ -21,8 +21,9 @@ from ptsemseg.errors import PtsemsegError
 from ptsemseg.losses import get_loss
 from ptsemseg.models import model_inputs
 from ptsemseg.optimizers import get_optimizer
-from ptsemseg.runtime import (autocast, build_dataset, build_model, eval_loader, evaluate, n_classes_of,
-                              resolve_device, resolve_speed_modes, seed_everything, to_device)
+from ptsemseg.runtime import (autocast, build_dataset, build_model, eval_loader, evaluate, model_input_keys,
+                              n_classes_of, needed_keys, resolve_device, resolve_speed_modes, seed_everything,
+                              to_device)
 from ptsemseg.schedulers import get_scheduler
 from ptsemseg.tasks import get_task, image_grid, is_better
 
@@ -69,8 +70,9 @@ class Trainer:
         resolve_speed_modes(training, self.device)
         seed_everything(cfg["seed"])
 
-        self.train_set = build_dataset(cfg, cfg["data"]["train_split"], augment=True)
-        self.val_set = build_dataset(cfg, cfg["data"]["val_split"])
+        keys = needed_keys(model_input_keys(cfg["model"]["arch"]), (self.task.target_key,))
+        self.train_set = build_dataset(cfg, cfg["data"]["train_split"], keys, augment=True)
+        self.val_set = build_dataset(cfg, cfg["data"]["val_split"], keys)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise PtsemsegError(f"empty dataset split: train has {len(self.train_set)}, val {len(self.val_set)} items")
         self.n_classes = n_classes_of(self.train_set)
