@@ -468,6 +468,21 @@ def test_real_velodyne_raw_png_range():
 
 
 @needs_realdata
+def test_real_raw_depth_of_both_layouts_is_the_same_scan():
+    """velodyne_raw beside the annotated maps and the scan as the raw layout projects it: one sensor depth (the
+    devkit rounds pixel positions differently, so about a third of the points land on the same pixel)."""
+    keys = ("image", "depth", "raw_depth")
+    sensor = get_loader("kitti")(os.path.join(KITTI_REAL, "depth", "data_depth_annotated"), "train", keys=keys,
+                                 layout="annotated", raw_root="../../raw", cameras=[2]).load(0)["raw_depth"]
+    raw = os.path.join(KITTI_REAL, "raw", "2011_09_26")
+    projected = velodyne_depth_map(os.path.join(raw, REAL_DRIVE, "velodyne_points", "data", "0000000005.bin"),
+                                   read_calibration(raw, 2))
+    assert abs(np.count_nonzero(sensor) - np.count_nonzero(projected)) < 0.01 * np.count_nonzero(projected)
+    both = (projected > 0) & (sensor > 0)
+    assert both.sum() > 5000 and np.median(np.abs(projected[both] - sensor[both])) < 0.05
+
+
+@needs_realdata
 def test_real_eigen_lists():
     frames = read_split_file(os.path.join(KITTI_REAL, "splits", "monodepth2", "eigen", "test_files.txt"))
     assert len(frames) == 697 and {f.camera for f in frames} == {2}

@@ -278,23 +278,25 @@ class SUNRGBD(DenseDataset):
         return LABEL_TABLE[label.astype(np.uint8)]
 
     def _load_official(self, index):
-        frame = self.frame_path(self.frames[index])
-        image_path = _only_file(os.path.join(frame, "image"), (".jpg", ".png"))
-        K = read_intrinsics(os.path.join(frame, "intrinsics.txt"))
-        sample = {"image": read_rgb(image_path), "meta": {"name": self.frames[index], "index": index, "K": K}}
-        hha_path = os.path.join(frame, "hha", os.path.splitext(os.path.basename(image_path))[0] + ".png")
+        frame = self.frames[index]
+        folder = self.frame_path(frame)
+        image_path = _only_file(os.path.join(folder, "image"), (".jpg", ".png"))
+        K = read_intrinsics(os.path.join(folder, "intrinsics.txt"))
+        sample = {"image": read_rgb(image_path), "meta": {"name": frame, "index": index, "K": K}}
+        hha_path = os.path.join(folder, "hha", os.path.splitext(os.path.basename(image_path))[0] + ".png")
         if "depth" in self.keys or ("hha" in self.keys and not os.path.isfile(hha_path)):
             depth_folder = "depth_bfx" if self.depth_source == "filled" else "depth"
-            sample["depth"] = decode_sunrgbd_depth(read_png16(_only_file(os.path.join(frame, depth_folder), (".png",))))
+            depth_path = _only_file(os.path.join(folder, depth_folder), (".png",))
+            sample["depth"] = decode_sunrgbd_depth(read_png16(depth_path))
         if "raw_depth" in self.keys:
-            sample["raw_depth"] = decode_sunrgbd_depth(read_png16(_only_file(os.path.join(frame, "depth"), (".png",))))
+            sample["raw_depth"] = decode_sunrgbd_depth(read_png16(_only_file(os.path.join(folder, "depth"), (".png",))))
         if "label" in self.keys:
             if self.label_source == "png":
                 sample["label"] = LABEL_TABLE[self._read_label_png(self.label_paths[index])]
             else:
                 sample["label"] = self._toolbox_label(index)
         if "scene" in self.keys:
-            scene_path = os.path.join(frame, "scene.txt")
+            scene_path = os.path.join(folder, "scene.txt")
             if not os.path.isfile(scene_path):
                 raise PtsemsegError(f"file not found: {scene_path}")
             with open(scene_path, encoding="utf-8") as handle:

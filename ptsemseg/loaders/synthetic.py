@@ -558,8 +558,8 @@ class Synthetic(DenseDataset):
             raise IndexError(f"index {index} out of range for {self.length} items")
         rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index])
         scene = draw_scene(rng, self.half_fov_tan)
-        raw_depth = "raw_depth" in self.keys or ("depth" in self.keys and self.depth_source == "raw")
-        maps = render(scene, self.K, *self.render_size, rng, self.holes if raw_depth else 0.0, self.max_range,
+        holed = "raw_depth" in self.keys or ("depth" in self.keys and self.depth_source == "raw")
+        maps = render(scene, self.K, *self.render_size, rng, self.holes if holed else 0.0, self.max_range,
                       with_normals="normals" in self.keys)
         if self.holes > 0 and self.depth_source == "raw" and "depth" in self.keys:
             maps["depth"] = maps["raw_depth"].copy()
