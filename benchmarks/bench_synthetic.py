@@ -27,8 +27,8 @@ def main():
     parser.add_argument("--split", default="train")
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    dataset = Synthetic(None, args.split, img_size=(args.rows, args.cols), holes=args.holes,
-                        length=args.frames + 10)
+    dataset = Synthetic(None, args.split, keys=("image", "depth", "label", "scene"), img_size=(args.rows, args.cols),
+                        holes=args.holes, length=args.frames + 10)
     for index in range(10):  # warm-up: imports, caches, allocator
         dataset.load(args.frames + index)
     wall, cpu = time.perf_counter(), time.process_time()

@@ -50,12 +50,12 @@ def seg_baseline(config, overrides):
 def depth_baseline(config, overrides):
     """Per-pixel median of the training depths (invalid pixels excluded), evaluated on the val split."""
     cfg = load_config(config, overrides)
-    train_set = build_dataset(cfg, cfg["data"]["train_split"], ("image", "depth"))
+    train_set = build_dataset(cfg, cfg["data"]["train_split"], ("depth",))
     depths = np.stack([train_set[i]["depth"][0].numpy() for i in range(len(train_set))])
     median = np.nanmedian(np.where(depths > 0, depths, np.nan), axis=0)
     median = torch.from_numpy(np.nan_to_num(median, nan=float(np.median(depths[depths > 0]))))
     metrics = TASKS.get("depth")(train_set).metrics(testing=cfg["testing"])
-    val_set = build_dataset(cfg, cfg["data"]["val_split"], ("image", "depth"))
+    val_set = build_dataset(cfg, cfg["data"]["val_split"], ("depth",))
     for i in range(len(val_set)):
         target = val_set[i]["depth"][None]
         metrics.update(median[None, None].clone(), target)

@@ -215,7 +215,8 @@ def validate(cfg, path):
     _check_name(path, "data.dataset", data["dataset"], DATASETS)
     options = {k: v for k, v in data.items() if k not in SCHEMA["data"] and v is not None}
     _check_kwargs(path, "data", DATASETS.get(data["dataset"]).__init__, options,
-                  skip=("self", "root", "split", "task", "img_size", "augmentations", "img_norm"))
+                  skip=("self", "root", "split", "keys", "img_size", "augmentations", "img_norm"))
+    _check_sample_keys(path, model["arch"], task, DATASETS.get(data["dataset"]), data, options)
     for key in ("img_rows", "img_cols"):
         value = data.get(key, "same")
         if value != "same" and not (isinstance(value, int) and value > 0):
@@ -250,6 +251,23 @@ def validate(cfg, path):
     crop = (cfg.get("testing") or {}).get("crop")
     if crop not in (None, "none", "garg", "eigen"):
         _fail(path, "testing.crop", f"must be none, garg or eigen, got {crop!r}")
+
+
+def _check_sample_keys(path, arch, task, dataset_cls, data, options):
+    """Fail when the dataset cannot give the task's target or a model input, for any split the config names."""
+    from ptsemseg.loaders.base import check_keys
+    from ptsemseg.models import model_input_keys
+    from ptsemseg.tasks import TASKS
+
+    for split_key in ("train_split", "val_split", "test_split"):
+        split = data.get(split_key, DEFAULTS["data"][split_key])
+        try:
+            for name in parse_task_spec(task):
+                check_keys([TASKS.get(name).target_key], dataset_cls, split, options, who=f"task {name}",
+                           as_targets=True)
+            check_keys(model_input_keys(arch), dataset_cls, split, options, who=f"model {arch}")
+        except PtsemsegError as err:
+            _fail(path, "data.dataset", str(err))
 
 
 def _build_training_components(path, training, task):

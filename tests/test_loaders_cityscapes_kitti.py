@@ -2,7 +2,6 @@
 layouts written to tmp dirs and on the real sample files in ../shared/realdata."""
 import glob
 import importlib.util
-import json
 import os
 import sys
 
@@ -12,6 +11,10 @@ import pytest
 import torch
 import yaml
 
+from miniature_datasets import (BASELINE, CITYSCAPES_COLS as COLS, CITYSCAPES_ROWS as ROWS, CX, CY, DATE, DISPARITY,
+                                DISPARITY_DEPTH, EXPECTED_IMAGE_02, FX, FY, KITTI_COLS, KITTI_ROWS, TRAIN_IDS, U0, V0,
+                                F, make_cityscapes, make_kitti_semantics, make_raw_drive, write_kitti_depth_png,
+                                write_png)
 from tests.conftest import REPO, SHARED, run_script, tiny_config
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
@@ -24,11 +27,9 @@ from ptsemseg.loaders.kitti_utils import (EIGEN_TEST_DRIVES, Frame, project_to_d
 from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_LABELS, label_ids_to_train_ids
 
 REALDATA = os.path.join(SHARED, "realdata")
+DEPTH = ("image", "depth")  # the keys of a monocular depth run
 needs_realdata = pytest.mark.skipif(not os.path.isdir(REALDATA),
                                     reason=f"real dataset samples not found at {REALDATA}")
-
-ROWS, COLS = 16, 32
-BASELINE, FX, FY, U0, V0 = 0.209313, 2262.52, 2265.30, 16.5, 8.25
 
 
 def load_tool(name):
@@ -40,44 +41,7 @@ def load_tool(name):
     return sys.modules[name]
 
 
-def write_png(path, array):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    assert cv2.imwrite(str(path), array)
-
-
 # ---- Cityscapes ----------------------------------------------------------------------------------------------
-
-CITYSCAPES_FRAMES = {"train": ["aachen_000000_000019", "aachen_000001_000019"], "val": ["frankfurt_000000_000294"]}
-# Label ids on the frame's first row, and the train ids they must become.
-LABEL_IDS = np.array([0, 1, 6, 7, 8, 9, 11, 17, 19, 21, 23, 24, 26, 29, 31, 33], dtype=np.uint8)
-TRAIN_IDS = np.array([255, 255, 255, 0, 1, 255, 2, 5, 6, 8, 10, 11, 13, 255, 16, 18], dtype=np.uint8)
-# Disparity PNG values on the frame's first row, and the depth they encode.
-DISPARITY = np.array([0, 1, 257, 2561, 25601], dtype=np.uint16)
-DISPARITY_DEPTH = np.array([0, 0, BASELINE * FX, BASELINE * FX / 10, BASELINE * FX / 100], dtype=np.float32)
-
-
-def make_cityscapes(root):
-    """A miniature Cityscapes in the official layout: images, labelIds, disparity and camera json."""
-    rng = np.random.default_rng(0)
-    for split, stems in CITYSCAPES_FRAMES.items():
-        for stem in stems:
-            city = stem.split("_")[0]
-            write_png(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-                      rng.integers(0, 256, (ROWS, COLS, 3), dtype=np.uint8))
-            label = np.full((ROWS, COLS), 7, dtype=np.uint8)
-            label[0, :len(LABEL_IDS)] = LABEL_IDS
-            write_png(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label)
-            disparity = np.full((ROWS, COLS), 2561, dtype=np.uint16)
-            disparity[0, :len(DISPARITY)] = DISPARITY
-            write_png(root / "disparity" / split / city / f"{stem}_disparity.png", disparity)
-            camera = {"extrinsic": {"baseline": BASELINE, "pitch": 0.038, "roll": 0.0, "x": 1.7, "y": 0.1,
-                                    "yaw": -0.0195, "z": 1.22},
-                      "intrinsic": {"fx": FX, "fy": FY, "u0": U0, "v0": V0}}
-            path = root / "camera" / split / city / f"{stem}_camera.json"
-            os.makedirs(path.parent, exist_ok=True)
-            path.write_text(json.dumps(camera))
-    return root
-
 
 @pytest.fixture
 def cityscapes_root(tmp_path):
@@ -99,19 +63,19 @@ def test_cityscapes_seg_sample(cityscapes_root):
 
 
 def test_cityscapes_depth_from_disparity(cityscapes_root):
-    dataset = get_loader("cityscapes")(str(cityscapes_root), "val", task="depth")
+    dataset = get_loader("cityscapes")(str(cityscapes_root), "val", keys=DEPTH)
     sample = dataset.load(0)
     depth = sample["depth"]
     assert depth.dtype == np.float32 and depth.shape == (ROWS, COLS) and "label" not in sample
     np.testing.assert_allclose(depth[0, :len(DISPARITY)], DISPARITY_DEPTH, rtol=1e-5)
     np.testing.assert_allclose(depth[1:], BASELINE * FX / 10, rtol=1e-5)
-    capped = get_loader("cityscapes")(str(cityscapes_root), "val", task="depth", max_depth=100.0).load(0)["depth"]
+    capped = get_loader("cityscapes")(str(cityscapes_root), "val", keys=DEPTH, max_depth=100.0).load(0)["depth"]
     assert capped[0, 2] == 0 and capped[0, 3] == pytest.approx(BASELINE * FX / 10, rel=1e-5)
-    boxed = get_loader("cityscapes")(str(cityscapes_root), "val", task="depth",
+    boxed = get_loader("cityscapes")(str(cityscapes_root), "val", keys=DEPTH,
                                      depth_roi=[0.25, 0.75, 0.5, 1.0]).load(0)["depth"]
     assert (boxed[4:12, 16:] > 0).all() and np.count_nonzero(boxed) == 8 * 16
     with pytest.raises(PtsemsegError, match="depth_roi"):
-        get_loader("cityscapes")(str(cityscapes_root), "val", task="depth", depth_roi=[0.8, 0.2, 0, 1])
+        get_loader("cityscapes")(str(cityscapes_root), "val", keys=DEPTH, depth_roi=[0.8, 0.2, 0, 1])
 
 
 def test_cityscapes_label_train_ids_option(cityscapes_root):
@@ -125,7 +89,7 @@ def test_cityscapes_label_train_ids_option(cityscapes_root):
 
 
 def test_cityscapes_resize_scales_intrinsics(cityscapes_root):
-    sample = get_loader("cityscapes")(str(cityscapes_root), "train", task="depth", img_size=(8, 16))[0]
+    sample = get_loader("cityscapes")(str(cityscapes_root), "train", keys=DEPTH, img_size=(8, 16))[0]
     assert sample["image"].shape == (3, 8, 16) and sample["depth"].shape == (1, 8, 16)
     np.testing.assert_allclose(sample["meta"]["K"][0, 0].item(), FX / 2, rtol=1e-6)
 
@@ -141,8 +105,8 @@ def test_cityscapes_missing_root_names_expected_path(tmp_path):
 def test_cityscapes_missing_disparity_named(cityscapes_root):
     os.remove(cityscapes_root / "disparity" / "train" / "aachen" / "aachen_000001_000019_disparity.png")
     with pytest.raises(PtsemsegError, match="1 of 2 .*aachen_000001_000019_disparity.png"):
-        get_loader("cityscapes")(str(cityscapes_root), "train", task="depth")
-    get_loader("cityscapes")(str(cityscapes_root), "train", task="seg")  # seg does not need disparity
+        get_loader("cityscapes")(str(cityscapes_root), "train", keys=DEPTH)
+    get_loader("cityscapes")(str(cityscapes_root), "train", keys=("image", "label"))  # labels need no disparity
 
 
 def test_cityscapes_bad_option():
@@ -164,47 +128,6 @@ def test_truncated_image_named_and_skipped(cityscapes_root):
 
 
 # ---- KITTI: calibration, projection, lists ------------------------------------------------------------------
-
-KITTI_ROWS, KITTI_COLS, F, CX, CY, TX3 = 40, 64, 50.0, 32.0, 20.0, -27.0
-DATE = "2011_09_26"
-# Velodyne points (x forward, y left, z up) and where they must land in image_02: (row, col, depth) or None.
-VELO_POINTS = np.array([[10, 0, 0, 0.5], [20, 0, 0, 0.1], [5, -1, 0, 0.2], [-5, 0, 0, 0.3], [10, -20, 0, 0.4],
-                        [8, 0, 1.6, 0.9]], dtype=np.float32)
-EXPECTED_IMAGE_02 = {(20, 32): 10.0, (20, 42): 5.0, (10, 32): 8.0}
-
-
-def calib_texts():
-    cam = ["calib_time: 09-Jan-2012 13:57:47", "R_rect_00: 1 0 0 0 1 0 0 0 1"]
-    for camera, tx in ((2, 0.0), (3, TX3)):
-        cam += [f"S_rect_0{camera}: {KITTI_COLS} {KITTI_ROWS}",
-                f"P_rect_0{camera}: {F} 0 {CX} {tx} 0 {F} {CY} 0 0 0 1 0"]
-    # Camera x = -velo y, camera y = -velo z, camera z = velo x.
-    velo = ["calib_time: 15-Mar-2012 11:37:16", "R: 0 -1 0 0 0 -1 1 0 0", "T: 0 0 0"]
-    return "\n".join(cam) + "\n", "\n".join(velo) + "\n"
-
-
-def make_raw_drive(raw_root, drive, frames=(0, 1, 2), speeds=(5.0, 0.1, 5.0)):
-    """A fake KITTI raw drive: calibration of its day, colour images, Velodyne scans and OXTS records."""
-    date_dir = raw_root / DATE
-    os.makedirs(date_dir, exist_ok=True)
-    cam_text, velo_text = calib_texts()
-    (date_dir / "calib_cam_to_cam.txt").write_text(cam_text)
-    (date_dir / "calib_velo_to_cam.txt").write_text(velo_text)
-    drive_dir = date_dir / drive
-    rng = np.random.default_rng(1)
-    for frame, speed in zip(frames, speeds):
-        stem = f"{frame:010d}"
-        for camera in (2, 3):
-            write_png(drive_dir / f"image_0{camera}" / "data" / f"{stem}.png",
-                      rng.integers(0, 256, (KITTI_ROWS, KITTI_COLS, 3), dtype=np.uint8))
-        os.makedirs(drive_dir / "velodyne_points" / "data", exist_ok=True)
-        VELO_POINTS.tofile(drive_dir / "velodyne_points" / "data" / f"{stem}.bin")
-        os.makedirs(drive_dir / "oxts" / "data", exist_ok=True)
-        oxts = np.zeros(30)
-        oxts[8] = speed
-        (drive_dir / "oxts" / "data" / f"{stem}.txt").write_text(" ".join(f"{v:g}" for v in oxts) + "\n")
-    return drive_dir
-
 
 def assert_depth_points(depth, expected):
     assert depth.dtype == np.float32 and np.count_nonzero(depth) == len(expected)
@@ -262,17 +185,6 @@ def test_split_lists_round_trip(tmp_path):
 
 # ---- KITTI: dataset layouts ---------------------------------------------------------------------------------
 
-def make_kitti_semantics(root, count=10):
-    rng = np.random.default_rng(2)
-    for index in range(count):
-        write_png(root / "training" / "image_2" / f"{index:06d}_10.png",
-                  rng.integers(0, 256, (8, 12, 3), dtype=np.uint8))
-        label = np.full((8, 12), 26, dtype=np.uint8)
-        label[0, :len(LABEL_IDS)] = LABEL_IDS[:12]
-        write_png(root / "training" / "semantic" / f"{index:06d}_10.png", label)
-    return root
-
-
 def test_kitti_semantics(tmp_path):
     root = make_kitti_semantics(tmp_path / "data_semantics")
     kitti = get_loader("kitti")
@@ -288,8 +200,8 @@ def test_kitti_semantics(tmp_path):
     assert len(semantics_split([str(i) for i in range(200)], "val")) == 40
     with pytest.raises(PtsemsegError, match="split must be one of"):
         kitti(str(root), "test")
-    with pytest.raises(PtsemsegError, match="has no depth"):
-        kitti(str(root), "train", task="depth")
+    with pytest.raises(PtsemsegError, match="asked for 'depth'; dataset kitti gives image, label for split train"):
+        kitti(str(root), "train", keys=DEPTH)
     with pytest.raises(PtsemsegError, match="closest: semantics"):
         kitti(str(root), "train", layout="semantic")
 
@@ -305,23 +217,52 @@ def test_kitti_annotated_depth(tmp_path):
         write_png(annotated / "val" / drive / "proj_depth" / "groundtruth" / f"image_0{camera}" / "0000000005.png",
                   values)
     kitti = get_loader("kitti")
-    dataset = kitti(str(annotated), "val", task="depth", layout="annotated", raw_root="../raw")
+    dataset = kitti(str(annotated), "val", keys=DEPTH, layout="annotated", raw_root="../raw")
     assert len(dataset) == 2
     sample = dataset.load(0)
     assert sample["meta"]["name"] == f"{drive}/image_02/0000000005"
     assert sample["image"].shape == (KITTI_ROWS, KITTI_COLS, 3)
     assert_depth_points(sample["depth"], {(10, 20): 12.0, (30, 40): 65535 / 256})
     np.testing.assert_allclose(sample["meta"]["K"], [[F, 0, CX], [0, F, CY], [0, 0, 1]])
-    assert len(kitti(str(annotated), "val", task="depth", layout="annotated", raw_root=str(raw), cameras=[3])) == 1
+    assert len(kitti(str(annotated), "val", keys=DEPTH, layout="annotated", raw_root=str(raw), cameras=[3])) == 1
     with pytest.raises(PtsemsegError, match=os.path.join("data_depth_annotated", "train")):
-        kitti(str(annotated), "train", task="depth", layout="annotated", raw_root="../raw")
+        kitti(str(annotated), "train", keys=DEPTH, layout="annotated", raw_root="../raw")
     os.remove(raw / DATE / drive / "image_03" / "data" / "0000000005.png")
     with pytest.raises(PtsemsegError, match="1 of 2 .*image_03.*0000000005.png"):
-        kitti(str(annotated), "val", task="depth", layout="annotated", raw_root="../raw")
+        kitti(str(annotated), "val", keys=DEPTH, layout="annotated", raw_root="../raw")
     write_png(annotated / "val" / drive / "proj_depth" / "groundtruth" / "image_02" / "0000000005.png",
               values.astype(np.uint8))
     with pytest.raises(CorruptFileError, match="16-bit"):
-        kitti(str(annotated), "val", task="depth", layout="annotated", raw_root="../raw", cameras=[2]).load(0)
+        kitti(str(annotated), "val", keys=DEPTH, layout="annotated", raw_root="../raw", cameras=[2]).load(0)
+
+
+def test_kitti_raw_depth_from_velodyne_raw_pngs_and_scans(tmp_path):
+    """raw_depth: data_depth_velodyne's PNG beside an annotated map; the projected scan beside annotated gt."""
+    raw, annotated, velodyne = tmp_path / "raw", tmp_path / "data_depth_annotated", tmp_path / "data_depth_velodyne"
+    drive = f"{DATE}_drive_0001_sync"
+    make_raw_drive(raw, drive, frames=(5,), speeds=(5.0,))
+    gt, scan = np.zeros((2, KITTI_ROWS, KITTI_COLS), dtype=np.uint16)
+    gt[10, 20], scan[10, 20], scan[3, 4] = 256 * 12, 256 * 11, 256 * 30
+    write_kitti_depth_png(annotated, "val", drive, "groundtruth", 2, 5, gt)
+    write_kitti_depth_png(velodyne, "val", drive, "velodyne_raw", 2, 5, scan)
+    kitti = get_loader("kitti")
+    completion = ("image", "depth", "raw_depth")
+    sample = kitti(str(annotated), "val", keys=completion, layout="annotated", raw_root="../raw", cameras=[2]).load(0)
+    assert set(sample) == {"image", "depth", "raw_depth", "meta"}
+    assert_depth_points(sample["depth"], {(10, 20): 12.0})
+    assert_depth_points(sample["raw_depth"], {(10, 20): 11.0, (3, 4): 30.0})
+    assert "raw_depth" not in kitti(str(annotated), "val", keys=DEPTH, layout="annotated", raw_root="../raw",
+                                    cameras=[2]).load(0)
+    (raw / "one.txt").write_text(f"{DATE}/{drive} 5 l\n")
+    listed = kitti(str(raw), "test", keys=completion, layout="raw", split_file="one.txt", gt="annotated",
+                   annotated_root=str(annotated)).load(0)
+    assert_depth_points(listed["depth"], {(10, 20): 12.0})
+    assert_depth_points(listed["raw_depth"], EXPECTED_IMAGE_02)
+    with pytest.raises(PtsemsegError, match="asked for 'raw_depth'; dataset kitti gives image, depth for split test"):
+        kitti(str(raw), "test", keys=completion, layout="raw", split_file="one.txt")
+    os.remove(velodyne / "val" / drive / "proj_depth" / "velodyne_raw" / "image_02" / "0000000005.png")
+    with pytest.raises(PtsemsegError, match="1 of 1 KITTI val raw_depth files are missing under .*data_depth_velodyne"):
+        kitti(str(annotated), "val", keys=completion, layout="annotated", raw_root="../raw", cameras=[2])
 
 
 def test_kitti_raw_layout_velodyne_and_annotated_gt(tmp_path):
@@ -331,7 +272,7 @@ def test_kitti_raw_layout_velodyne_and_annotated_gt(tmp_path):
     os.makedirs(raw / "splits" / "eigen")
     (raw / "splits" / "eigen" / "test_files.txt").write_text(f"{DATE}/{drive} 2 l\n{DATE}/{drive} 0 r\n")
     kitti = get_loader("kitti")
-    dataset = kitti(str(raw), "eigen/test", task="depth", layout="raw")
+    dataset = kitti(str(raw), "eigen/test", keys=DEPTH, layout="raw")
     assert [s["name"] for s in dataset.samples] == [f"{drive}/image_02/0000000002", f"{drive}/image_03/0000000000"]
     assert_depth_points(dataset.load(0)["depth"], EXPECTED_IMAGE_02)
     assert dataset.load(1)["depth"][20, 29] == pytest.approx(10.0)
@@ -340,14 +281,14 @@ def test_kitti_raw_layout_velodyne_and_annotated_gt(tmp_path):
     values[3, 4] = 512
     write_png(annotated / "train" / drive / "proj_depth" / "groundtruth" / "image_02" / "0000000002.png", values)
     with pytest.raises(PtsemsegError, match="1 of 2 .*no annotated depth map for .*image_03/0000000000"):
-        kitti(str(raw), "eigen/test", task="depth", layout="raw", gt="annotated", annotated_root=str(annotated))
-    only_left = kitti(str(raw), "eigen/test", task="depth", layout="raw", gt="annotated", annotated_root=str(annotated),
+        kitti(str(raw), "eigen/test", keys=DEPTH, layout="raw", gt="annotated", annotated_root=str(annotated))
+    only_left = kitti(str(raw), "eigen/test", keys=DEPTH, layout="raw", gt="annotated", annotated_root=str(annotated),
                       cameras=[2])
     assert_depth_points(only_left.load(0)["depth"], {(3, 4): 2.0})
     with pytest.raises(PtsemsegError, match="split list .*splits/eigen/val_files.txt"):
-        kitti(str(raw), "eigen/val", task="depth", layout="raw")
+        kitti(str(raw), "eigen/val", keys=DEPTH, layout="raw")
     with pytest.raises(PtsemsegError, match="2 of 2 .*0000000002.jpg.*img_ext"):
-        kitti(str(raw), "eigen/test", task="depth", layout="raw", img_ext="jpg")
+        kitti(str(raw), "eigen/test", keys=DEPTH, layout="raw", img_ext="jpg")
 
 
 def test_prepare_depth_tool_and_prepared_layout(tmp_path):
@@ -372,7 +313,7 @@ def test_prepare_depth_tool_and_prepared_layout(tmp_path):
     assert not (drive_dir / "image_02" / "data" / "0000000001.jpg").exists()
 
     split = "train" if train[0].drive == f"{DATE}_drive_0001_sync" else "val"
-    dataset = get_loader("kitti")(str(out), split, task="depth", layout="prepared", img_ext="jpg")
+    dataset = get_loader("kitti")(str(out), split, keys=DEPTH, layout="prepared", img_ext="jpg")
     sample = dataset.load(0)
     assert sample["meta"]["name"] == f"{DATE}_drive_0001_sync/image_02/0000000000"
     assert sample["image"].shape == (20, 32, 3) and sample["depth"][10, 16] == pytest.approx(10.0, abs=1 / 256)
@@ -488,7 +429,7 @@ def test_real_velodyne_projection_agrees_with_annotated_depth():
     assert 19000 <= count <= 19300, count
     assert 5.2 < projected[projected > 0].min() < 5.3 and 77.9 < projected.max() < 78.1
     annotated = get_loader("kitti")(os.path.join(KITTI_REAL, "depth", "data_depth_annotated"), "train",
-                                    task="depth", layout="annotated", raw_root="../../raw")
+                                    keys=DEPTH, layout="annotated", raw_root="../../raw")
     assert len(annotated) == 2
     sample = annotated.load(0)
     gt = sample["depth"]
@@ -507,9 +448,9 @@ def test_real_raw_layout_on_one_listed_frame(tmp_path):
     (tmp_path / "one.txt").write_text(f"2011_09_26/{REAL_DRIVE} 5 l\n")
     kitti = get_loader("kitti")
     raw = os.path.join(KITTI_REAL, "raw")
-    velodyne = kitti(raw, "test", task="depth", layout="raw", split_file=str(tmp_path / "one.txt")).load(0)
+    velodyne = kitti(raw, "test", keys=DEPTH, layout="raw", split_file=str(tmp_path / "one.txt")).load(0)
     assert velodyne["image"].shape == (375, 1242, 3) and np.count_nonzero(velodyne["depth"]) > 19000
-    annotated = kitti(raw, "test", task="depth", layout="raw", split_file=str(tmp_path / "one.txt"), gt="annotated",
+    annotated = kitti(raw, "test", keys=DEPTH, layout="raw", split_file=str(tmp_path / "one.txt"), gt="annotated",
                       annotated_root="../depth/data_depth_annotated").load(0)
     reference = cv2.imread(os.path.join(KITTI_REAL, "depth", "data_depth_annotated", "train", REAL_DRIVE,
                                         "proj_depth", "groundtruth", "image_02", "0000000005.png"),
@@ -524,6 +465,21 @@ def test_real_velodyne_raw_png_range():
                                         "velodyne_raw", "image_02", "0000000005.png"))
     assert depth.dtype == np.float32 and depth.shape == (375, 1242)
     assert depth[depth > 0].min() == pytest.approx(5.28, abs=0.01) and depth.max() == pytest.approx(78.02, abs=0.01)
+
+
+@needs_realdata
+def test_real_raw_depth_of_both_layouts_is_the_same_scan():
+    """velodyne_raw beside the annotated maps and the scan as the raw layout projects it: one sensor depth (the
+    devkit rounds pixel positions differently, so about a third of the points land on the same pixel)."""
+    keys = ("image", "depth", "raw_depth")
+    sensor = get_loader("kitti")(os.path.join(KITTI_REAL, "depth", "data_depth_annotated"), "train", keys=keys,
+                                 layout="annotated", raw_root="../../raw", cameras=[2]).load(0)["raw_depth"]
+    raw = os.path.join(KITTI_REAL, "raw", "2011_09_26")
+    projected = velodyne_depth_map(os.path.join(raw, REAL_DRIVE, "velodyne_points", "data", "0000000005.bin"),
+                                   read_calibration(raw, 2))
+    assert abs(np.count_nonzero(sensor) - np.count_nonzero(projected)) < 0.01 * np.count_nonzero(projected)
+    both = (projected > 0) & (sensor > 0)
+    assert both.sum() > 5000 and np.median(np.abs(projected[both] - sensor[both])) < 0.05
 
 
 @needs_realdata

@@ -6,28 +6,30 @@ import shutil
 import sys
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import scipy.io
 import torch
 
 from conftest import REPO, SHARED
+from miniature_datasets import (NYU_TEST, NYU_TRAIN, RGBD_COLS as COLS, RGBD_ROWS as ROWS, SUN_K, SUN_SCENES, SUN_TEST,
+                                SUN_TRAIN, write_fusenet_h5, write_nyu_mat, write_sun)
 from ptsemseg.config import load_config
-from ptsemseg.depth_utils import depth_to_mm, encode_sunrgbd_depth, hha_encode, scale_intrinsics
+from ptsemseg.depth_utils import depth_to_mm, hha_encode, scale_intrinsics
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import get_loader
 from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb
 from ptsemseg.loaders.nyuv2 import (NYU13_CLASS_NAMES, NYU40_CLASS_NAMES, NYU40_TO_13, NYU_K, read_class_mapping,
                                     read_split_indices)
-from ptsemseg.loaders.sunrgbd import SUNRGBD_CLASS_NAMES, frame_dir, read_list
+from ptsemseg.loaders.sunrgbd import SUNRGBD_CLASS_NAMES, SUNRGBD_SCENE_CLASSES, frame_dir, read_list
 
 REAL = os.path.join(SHARED, "realdata")
 NYU_META = os.path.join(REAL, "nyu_depth_v2", "meta")
 SUN_META = os.path.join(REAL, "sunrgbd", "meta")
-ROWS, COLS = 12, 16
 # NYU's intrinsics scaled to the miniature frames (the loaders scale K to the frame size).
 MINI_NYU_K = scale_intrinsics(NYU_K, (480, 640), (ROWS, COLS))
+RGBD = ("image", "depth", "label")
+EVERY_KEY = ("image", "depth", "raw_depth", "label", "scene", "hha")
 
 
 def real(path):
@@ -38,63 +40,13 @@ def real(path):
     return full
 
 
-def write_mat73(path, build):
-    """A MATLAB v7.3 file: HDF5 behind a 512-byte user block that starts with MATLAB's text header."""
-    with h5py.File(path, "w", userblock_size=512) as handle:
-        build(handle)
-    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
-    with open(path, "r+b") as handle:
-        handle.write(header.ljust(116, b" ") + b"\0" * 8 + b"\x00\x02" + b"IM")
-
-
-def matlab_cell_of_strings(handle, name, strings):
-    """A MATLAB N×1 cell of char arrays: object references (shape 1×N in HDF5) into '#refs#'."""
-    refs = handle.require_group("#refs#")
-    references = []
-    for i, text in enumerate(strings):
-        data = refs.create_dataset(f"{name}_{i}", data=np.array([[ord(c)] for c in text], dtype=np.uint16))
-        data.attrs["MATLAB_class"] = np.bytes_("char")
-        references.append(data.ref)
-    cell = handle.create_dataset(name, data=np.array([references], dtype=h5py.ref_dtype))
-    cell.attrs["MATLAB_class"] = np.bytes_("cell")
-
-
 # ------------------------------------------------------------------------------------------ NYUv2 fixture
-NYU_SCENES = ["kitchen", "bedroom", "cafe", "living_room", "office", "bathroom"]
-NYU_TRAIN, NYU_TEST = [1, 3, 4], [2, 5, 6]  # 1-based, as in splits.mat
-
-
 @pytest.fixture(scope="module")
 def nyu(tmp_path_factory):
-    """A 6-frame nyu_depth_v2_labeled.mat (12×16 frames) with splits.mat and classMapping40.mat; returns
-    (root, the frames as H×W(×3) arrays, mapClass)."""
+    """The miniature nyu_depth_v2_labeled.mat layout; returns (root, the frames as H×W(×3) arrays, mapClass)."""
     root = tmp_path_factory.mktemp("nyu")
-    rng = np.random.default_rng(0)
-    frames = len(NYU_SCENES)
-    images = rng.integers(0, 256, (frames, ROWS, COLS, 3), dtype=np.uint8)
-    depths = rng.uniform(0.7, 9.5, (frames, ROWS, COLS)).astype(np.float32)
-    raw = np.where(rng.random((frames, ROWS, COLS)) < 0.2, 0, depths).astype(np.float32)
-    labels = rng.integers(0, 895, (frames, ROWS, COLS)).astype(np.uint16)
-    map_class = rng.integers(0, 41, 894).astype(np.uint8)
-    map_class[:5] = [0, 1, 40, 22, 7]
-
-    def build(handle):
-        # MATLAB writes column-major arrays: a 480×640×3×1449 image stack reads as (1449, 3, 640, 480).
-        for key, value, matlab_class in (("images", images.transpose(0, 3, 2, 1), "uint8"),
-                                         ("depths", depths.transpose(0, 2, 1), "single"),
-                                         ("rawDepths", raw.transpose(0, 2, 1), "single"),
-                                         ("labels", labels.transpose(0, 2, 1), "uint16")):
-            handle.create_dataset(key, data=value, chunks=True, compression="gzip").attrs["MATLAB_class"] = \
-                np.bytes_(matlab_class)
-        matlab_cell_of_strings(handle, "sceneTypes", NYU_SCENES)
-
-    write_mat73(str(root / "nyu_depth_v2_labeled.mat"), build)
-    scipy.io.savemat(str(root / "splits.mat"), {"trainNdxs": np.array(NYU_TRAIN, np.uint16)[:, None],
-                                                "testNdxs": np.array(NYU_TEST, np.uint16)[:, None]}, format="5")
-    names = np.empty((1, 40), dtype=object)
-    names[0, :] = list(NYU40_CLASS_NAMES)
-    scipy.io.savemat(str(root / "classMapping40.mat"), {"mapClass": map_class[None], "className": names}, format="5")
-    return str(root), {"image": images, "depth": depths, "raw": raw, "labels": labels}, map_class
+    frames, map_class = write_nyu_mat(root)
+    return str(root), frames, map_class
 
 
 def expected_nyu_label(raw_labels, map_class, n_classes):
@@ -107,7 +59,7 @@ def expected_nyu_label(raw_labels, map_class, n_classes):
 @pytest.mark.parametrize("n_classes", [40, 13])
 def test_nyu_mat_layout(nyu, n_classes):
     root, frames, map_class = nyu
-    dataset = get_loader("nyuv2")(root, "train", n_classes=n_classes)
+    dataset = get_loader("nyuv2")(root, "train", keys=RGBD + ("scene",), n_classes=n_classes)
     assert dataset.layout == "mat" and len(dataset) == 3 and dataset.n_classes == n_classes
     assert dataset.class_names == (NYU40_CLASS_NAMES if n_classes == 40 else NYU13_CLASS_NAMES)
     for index, frame in enumerate(np.array(NYU_TRAIN) - 1):
@@ -125,11 +77,12 @@ def test_nyu_mat_layout(nyu, n_classes):
 
 def test_nyu_splits_val_raw_depth_hha_and_tensors(nyu):
     root, frames, _ = nyu
-    dataset = get_loader("nyuv2")(root, "val", depth_source="raw", use_hha=True, img_size=(6, 8))
+    dataset = get_loader("nyuv2")(root, "val", keys=EVERY_KEY, depth_source="raw", img_size=(6, 8))
     assert len(dataset) == 3
     sample = dataset.load(2)
     assert sample["meta"]["name"] == "0006"
     assert np.array_equal(sample["depth"], frames["raw"][5]) and (sample["depth"] == 0).any()
+    assert np.array_equal(sample["raw_depth"], frames["raw"][5])
     expected_hha = hha_encode(frames["depth"][5], MINI_NYU_K, valid=frames["raw"][5] > 0)
     assert np.array_equal(sample["hha"], expected_hha)
     item = dataset[0]
@@ -137,8 +90,8 @@ def test_nyu_splits_val_raw_depth_hha_and_tensors(nyu):
     assert item["depth"].shape == (1, 6, 8) and item["scene"].dtype == torch.int64
     assert torch.allclose(item["meta"]["K"][0, 0], torch.tensor(MINI_NYU_K[0, 0] / 2))
 
-    depth_set = get_loader("nyuv2")(root, "test", task="depth")
-    assert "label" not in depth_set.load(0)
+    depth_set = get_loader("nyuv2")(root, "test", keys=("image", "depth"))
+    assert set(depth_set.load(0)) == {"image", "depth", "meta"}
 
 
 def test_nyu_mat_reads_in_dataloader_workers(nyu):
@@ -203,16 +156,17 @@ def test_nyu_export_matches_the_mat_layout(nyu, nyu_folder):
     assert np.array_equal(label_png, np.concatenate([[0], map_class])[frames["labels"][0]])
     for split in ("train", "test"):
         for n_classes in (40, 13):
-            from_mat = get_loader("nyuv2")(root, split, n_classes=n_classes, use_hha=True)
-            from_folder = get_loader("nyuv2")(nyu_folder, split, n_classes=n_classes, use_hha=True)
+            from_mat = get_loader("nyuv2")(root, split, keys=EVERY_KEY, n_classes=n_classes)
+            from_folder = get_loader("nyuv2")(nyu_folder, split, keys=EVERY_KEY, n_classes=n_classes)
             assert from_folder.layout == "folder" and len(from_folder) == len(from_mat)
             for index in range(len(from_mat)):
                 a, b = from_mat.load(index), from_folder.load(index)
                 assert a["meta"]["name"] == b["meta"]["name"] and a["scene"] == b["scene"]
                 assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["label"], b["label"])
                 assert np.abs(a["depth"] - b["depth"]).max() <= 5e-4
+                assert np.abs(a["raw_depth"] - b["raw_depth"]).max() <= 5e-4
                 assert np.array_equal(a["hha"], b["hha"]) and np.array_equal(a["meta"]["K"], b["meta"]["K"])
-    raw = get_loader("nyuv2")(nyu_folder, "train", depth_source="raw").load(0)["depth"]
+    raw = get_loader("nyuv2")(nyu_folder, "train", keys=("image", "depth"), depth_source="raw").load(0)["depth"]
     assert np.abs(raw - frames["raw"][0]).max() <= 5e-4 and (raw == 0).sum() == (frames["raw"][0] == 0).sum()
 
 
@@ -221,7 +175,7 @@ def test_nyu_folder_truncated_image_is_named_and_skipped(nyu_folder, tmp_path):
     shutil.copytree(nyu_folder, copy)
     bad = copy / "RGB" / "0003.png"
     bad.write_bytes(bad.read_bytes()[:40])
-    dataset = get_loader("nyuv2")(str(copy), "train")
+    dataset = get_loader("nyuv2")(str(copy), "train", keys=RGBD)
     with pytest.raises(CorruptFileError, match="RGB/0003.png"):
         dataset.load(1)
     skipping = get_loader("nyuv2")(str(copy), "train", skip_bad=True)
@@ -238,18 +192,8 @@ def test_nyu_folder_truncated_image_is_named_and_skipped(nyu_folder, tmp_path):
 
 
 def test_nyu_fusenet_h5(tmp_path):
-    rng = np.random.default_rng(1)
-    rows, cols = 6, 8
-    data = {}
-    with h5py.File(tmp_path / "nyu_class_10_db.h5", "w") as handle:
-        for split, count in (("train", 3), ("test", 2)):
-            data[split] = {"rgb": rng.integers(0, 256, (count, 3, rows, cols), dtype=np.uint8),
-                           "depth": rng.uniform(0, 255, (count, 1, rows, cols)).astype(np.float32),
-                           "label": rng.integers(0, 41, (count, rows, cols)).astype(np.uint8),
-                           "class": rng.integers(1, 11, (count, 1)).astype(np.uint8)}
-            for kind, value in data[split].items():
-                handle.create_dataset(f"{kind}_{split}", data=value)
-    dataset = get_loader("nyuv2")(str(tmp_path), "test", n_classes=13)
+    data = write_fusenet_h5(tmp_path)
+    dataset = get_loader("nyuv2")(str(tmp_path), "test", keys=RGBD + ("scene",), n_classes=13, layout="fusenet_h5")
     assert dataset.layout == "fusenet_h5" and len(dataset) == 2
     sample = dataset.load(1)
     assert np.array_equal(sample["image"], data["test"]["rgb"][1].transpose(1, 2, 0))
@@ -258,8 +202,10 @@ def test_nyu_fusenet_h5(tmp_path):
     assert np.array_equal(sample["label"], np.where(label40 == 0, 255, np.concatenate([[0], NYU40_TO_13])[label40] - 1))
     assert sample["scene"] == data["test"]["class"][1, 0] - 1
     assert np.allclose(sample["meta"]["K"][0], NYU_K[0] / 80)
-    with pytest.raises(PtsemsegError, match="not metres"):
-        get_loader("nyuv2")(str(tmp_path), "train", task="depth")
+    with pytest.raises(PtsemsegError, match="not metres; set data.layout: fusenet_h5"):
+        get_loader("nyuv2")(str(tmp_path), "train", keys=("image", "depth"))
+    with pytest.raises(PtsemsegError, match="asked for 'hha'; dataset nyuv2 gives image, depth, label, scene"):
+        get_loader("nyuv2")(str(tmp_path), "train", keys=("image", "hha"))
 
 
 def test_real_nyu_splits_are_1_based_795_654():
@@ -290,75 +236,11 @@ def test_real_nyu_13_class_label_png():
 
 
 # --------------------------------------------------------------------------------------- SUN RGB-D fixture
-SUN_TRAIN = ["kv2/kinect2data/000065_2014-05-16_rgbf000121-resize", "kv1/NYUdata/NYU0001"]
-SUN_TEST = ["xtion/sun3ddata/mit_lab/lab_1/0006558-000219764412", "realsense/lg/2014_10_30-16_08_17-1311000073"]
-SUN_K = np.array([[52.0, 0, 7.5], [0, 51.0, 5.5], [0, 0, 1]], np.float32)
-
-
-def sun_frame(rng):
-    image = rng.integers(0, 256, (ROWS, COLS, 3), dtype=np.uint8)
-    depth = np.round(rng.uniform(0.5, 9.9, (ROWS, COLS)), 3).astype(np.float32)
-    raw = np.where(rng.random((ROWS, COLS)) < 0.3, 0, depth).astype(np.float32)
-    label = rng.integers(0, 38, (ROWS, COLS)).astype(np.uint8)
-    return image, depth, raw, label
-
-
 @pytest.fixture(scope="module")
 def sun(tmp_path_factory):
-    """Official SUNRGBD frame folders, the two image lists, the label PNGs numbered test-first, and the
-    toolbox files (SUNRGBDMeta.mat in another order, SUNRGBD2Dseg.mat v7.3, allsplit.mat); returns
-    (root, {frame: (image, depth, raw, label)})."""
+    """The miniature official SUN RGB-D layout; returns (root, {frame: (image, depth, raw, label)})."""
     root = tmp_path_factory.mktemp("sun")
-    rng = np.random.default_rng(2)
-    frames = {}
-    for frame in SUN_TRAIN + SUN_TEST:
-        image, depth, raw, label = frames[frame] = sun_frame(rng)
-        folder = root.joinpath("SUNRGBD", *frame.split("/"))
-        for sub in ("image", "depth_bfx", "depth"):
-            (folder / sub).mkdir(parents=True)
-        stem = frame.split("/")[-1][:7]
-        cv2.imwrite(str(folder / "image" / f"{stem}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(folder / "depth_bfx" / f"{stem}0.png"), encode_sunrgbd_depth(depth))
-        cv2.imwrite(str(folder / "depth" / f"{stem}0.png"), encode_sunrgbd_depth(raw))
-        (folder / "intrinsics.txt").write_text("52 0 7.5\n0 51 5.5\n0 0 1\n")
-        (folder / "scene.txt").write_text("office")
-    for name, listed in (("sunrgbd_training_images.txt", SUN_TRAIN), ("sunrgbd_testing_images.txt", SUN_TEST)):
-        separator = {True: "//", False: "/"}
-        lines = [f"SUNRGBD/{frame}{separator['NYU' in frame]}image/{frame.split('/')[-1][:7]}.png" for frame in listed]
-        (root / name).write_text("\n".join(lines) + "\n")
-    labels = root / "sunrgbd_train_test_labels"
-    labels.mkdir()
-    # Numbered like sunrgbd_train_test_labels.tar.gz: the test frames first, then the training frames.
-    for number, frame in enumerate(SUN_TEST + SUN_TRAIN, start=1):
-        cv2.imwrite(str(labels / f"img-{number:06d}.png"), frames[frame][3])
-
-    toolbox = root / "SUNRGBDtoolbox"
-    (toolbox / "Metadata").mkdir(parents=True)
-    (toolbox / "traintestSUNRGBD").mkdir()
-    order = [SUN_TEST[1], SUN_TRAIN[0], SUN_TEST[0], SUN_TRAIN[1]]
-    meta = np.zeros((1, len(order)), dtype=[("sequenceName", "O"), ("rgbpath", "O"), ("depthpath", "O")])
-    for i, frame in enumerate(order):
-        prefix = f"/n/fs/sun3d/data/SUNRGBD/{frame}"
-        meta[0, i] = (f"SUNRGBD/{frame}", f"{prefix}/image/{frame.split('/')[-1][:7]}.png", f"{prefix}/depth/x.png")
-    scipy.io.savemat(str(toolbox / "Metadata" / "SUNRGBDMeta.mat"), {"SUNRGBDMeta": meta}, format="5")
-
-    def build(handle):
-        group = handle.create_group("SUNRGBD2Dseg")
-        refs = handle.create_group("#refs#")
-        references = []
-        for i, frame in enumerate(order):
-            data = refs.create_dataset(f"seg{i}", data=frames[frame][3].T.astype(np.float64))
-            references.append(data.ref)
-        group.create_dataset("seglabel", data=np.array(references, dtype=h5py.ref_dtype)[:, None])
-
-    write_mat73(str(toolbox / "Metadata" / "SUNRGBD2Dseg.mat"), build)
-    split = {}
-    for key, listed in (("alltrain", SUN_TRAIN), ("alltest", SUN_TEST)):
-        cell = np.empty((1, len(listed)), dtype=object)
-        cell[0, :] = [f"/n/fs/sun3d/data/SUNRGBD/{frame}" for frame in listed]
-        split[key] = cell
-    scipy.io.savemat(str(toolbox / "traintestSUNRGBD" / "allsplit.mat"), split, format="5")
-    return str(root), frames
+    return str(root), write_sun(root)
 
 
 def check_sun_sample(sample, frame, frames, depth_source="filled"):
@@ -375,7 +257,7 @@ def check_sun_sample(sample, frame, frames, depth_source="filled"):
 def test_sun_official_layout(sun, label_source):
     root, frames = sun
     for split, listed in (("train", SUN_TRAIN), ("test", SUN_TEST)):
-        dataset = get_loader("sunrgbd")(root, split, label_source=label_source)
+        dataset = get_loader("sunrgbd")(root, split, keys=RGBD, label_source=label_source)
         assert dataset.layout == "official" and dataset.n_classes == 37 and len(dataset) == len(listed)
         for index, frame in enumerate(listed):
             check_sun_sample(dataset.load(index), frame, frames)
@@ -385,9 +267,13 @@ def test_sun_toolbox_split_and_labels_without_lists(sun, tmp_path):
     root, frames = sun
     copy = tmp_path / "sun"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("sunrgbd_*"))
-    dataset = get_loader("sunrgbd")(str(copy), "val", depth_source="raw")
+    dataset = get_loader("sunrgbd")(str(copy), "val", keys=RGBD, depth_source="raw")
     assert dataset.label_source == "toolbox" and len(dataset) == 2
     check_sun_sample(dataset.load(1), SUN_TEST[1], frames, "raw")
+    sample = get_loader("sunrgbd")(str(copy), "val", keys=("raw_depth", "scene")).load(1)
+    assert set(sample) == {"raw_depth", "scene", "meta"}
+    np.testing.assert_allclose(sample["raw_depth"], frames[SUN_TEST[1]][2], atol=5e-4)
+    assert sample["scene"] == SUNRGBD_SCENE_CLASSES.index(SUN_SCENES[SUN_TEST[1]])
     with pytest.raises(PtsemsegError, match="SUN RGB-D label PNGs not found: expected .*sunrgbd_train_test_labels"):
         get_loader("sunrgbd")(str(copy), "train", label_source="png")
 
@@ -396,7 +282,7 @@ def test_sun_hha_from_file_or_computed(sun, tmp_path):
     root, frames = sun
     copy = tmp_path / "sun"
     shutil.copytree(root, copy)
-    computed = get_loader("sunrgbd")(str(copy), "test", use_hha=True).load(0)["hha"]
+    computed = get_loader("sunrgbd")(str(copy), "test", keys=("image", "hha")).load(0)["hha"]
     image, depth, _, _ = frames[SUN_TEST[0]]
     assert np.array_equal(computed, hha_encode(depth, SUN_K))
     load_tool("hha").main(["--sunrgbd", str(copy), "--splits", "test", "--workers", "1"])
@@ -405,7 +291,7 @@ def test_sun_hha_from_file_or_computed(sun, tmp_path):
     stored = read_rgb(str(hha_file))
     assert stored.shape == image.shape and stored.dtype == np.uint8
     hha_file.write_bytes(cv2.imencode(".png", np.zeros_like(stored))[1].tobytes())
-    assert (get_loader("sunrgbd")(str(copy), "test", use_hha=True).load(0)["hha"] == 0).all()
+    assert (get_loader("sunrgbd")(str(copy), "test", keys=("image", "hha")).load(0)["hha"] == 0).all()
 
 
 def test_sun_errors_name_the_expected_path(sun, tmp_path):
@@ -438,18 +324,18 @@ def test_sun_folder_layout_with_real_frame(tmp_path):
     cv2.imwrite(str(tmp_path / "label37" / "test" / "00000001.png"), label)
     (tmp_path / "test37.txt").write_text(
         "image/test/img-000001.jpg depth/test/00000001.png label37/test/00000001.png\n")
-    dataset = get_loader("sunrgbd")(str(tmp_path), "test")
+    dataset = get_loader("sunrgbd")(str(tmp_path), "test", keys=RGBD)
     assert dataset.layout == "folder" and len(dataset) == 1
     sample = dataset.load(0)
     assert sample["image"].shape == (480, 640, 3) and sample["depth"].shape == (480, 640)
     valid = sample["depth"][sample["depth"] > 0]
     assert abs(valid.min() - 1.06) < 0.01 and abs(valid.max() - 9.87) < 0.01
     assert np.array_equal(np.unique(sample["label"]), np.r_[np.arange(37), 255])
-    millimetres = get_loader("sunrgbd")(str(tmp_path), "test", depth_encoding="mm")
+    millimetres = get_loader("sunrgbd")(str(tmp_path), "test", keys=RGBD, depth_encoding="mm")
     with pytest.raises(PtsemsegError, match="set data.depth_encoding: sunrgbd"):
         millimetres.load(0)
     with pytest.raises(PtsemsegError, match="HHA not found: expected .*hha/test/img-000001.png"):
-        get_loader("sunrgbd")(str(tmp_path), "test", use_hha=True).load(0)
+        get_loader("sunrgbd")(str(tmp_path), "test", keys=("image", "hha")).load(0)
 
 
 def test_real_sun_lists_5285_5050():
@@ -475,15 +361,17 @@ def test_configs_validate(config):
 
 @pytest.mark.parametrize("dataset", ["nyuv2", "sunrgbd"])
 def test_trainer_runs_on_the_miniature_datasets(dataset, nyu, sun, tmp_path):
-    """Two iterations and a validation through the trainer: batching of hha, scene and meta.K included."""
+    """Two iterations and a validation through the trainer, and batching of every key the dataset gives (hha,
+    scene and meta.K included)."""
     import yaml
 
     from conftest import tiny_config
+    from ptsemseg.runtime import build_dataset
     from ptsemseg.trainer import Trainer
 
     cfg = tiny_config()
     cfg["data"] = {"dataset": dataset, "path": (nyu if dataset == "nyuv2" else sun)[0], "train_split": "train",
-                   "val_split": "val", "img_rows": 24, "img_cols": 32, "img_norm": True, "use_hha": True}
+                   "val_split": "val", "img_rows": 24, "img_cols": 32, "img_norm": True}
     if dataset == "nyuv2":
         cfg["data"]["n_classes"] = 13
     cfg["training"].update(train_iters=2, val_interval=2, out_dir=str(tmp_path / "run"))
@@ -491,7 +379,10 @@ def test_trainer_runs_on_the_miniature_datasets(dataset, nyu, sun, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     trainer = Trainer(load_config(str(path)), str(path))
     assert trainer.n_classes == (13 if dataset == "nyuv2" else 37)
-    batch = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=2)))
+    assert set(trainer.train_set.load(0)) == {"image", "label", "meta"}
+    every_key = build_dataset(trainer.cfg, "train", EVERY_KEY, augment=True)
+    batch = next(iter(torch.utils.data.DataLoader(every_key, batch_size=2)))
     assert batch["hha"].shape == (2, 3, 24, 32) and batch["meta"]["K"].shape == (2, 3, 3)
+    assert batch["raw_depth"].shape == (2, 1, 24, 32) and batch["scene"].shape == (2,)
     scores = trainer.run()
     assert "mean_iou" in scores

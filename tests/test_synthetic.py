@@ -12,10 +12,11 @@ from ptsemseg.loaders import get_loader
 from ptsemseg.loaders.synthetic import CLASS_NAMES, SCENE_NAMES, Synthetic, intrinsics
 
 SMALL = (60, 80)
+KEYS = ("image", "depth", "label", "scene")
 
 
-def small(split="train", **options):
-    return Synthetic(None, split, img_size=SMALL, **options)
+def small(split="train", keys=KEYS, **options):
+    return Synthetic(None, split, keys=keys, img_size=SMALL, **options)
 
 
 def back_project(depth, K, mask):
@@ -52,18 +53,22 @@ def test_tensor_item_shapes_and_dtypes():
     assert item["scene"].dtype == torch.int64 and item["scene"].dim() == 0
     assert item["meta"]["K"].shape == (3, 3) and item["meta"]["K"].dtype == torch.float32
     assert item["meta"]["name"] == "train_000001" and item["meta"]["index"] == 1
-    unnormalised = Synthetic(None, "train", img_size=SMALL, img_norm=False)[1]["image"]
+    unnormalised = Synthetic(None, "train", keys=KEYS, img_size=SMALL, img_norm=False)[1]["image"]
     assert torch.allclose(unnormalised, item["image"] * 255)
 
 
-def test_numpy_sample_carries_every_key_for_both_tasks():
-    for task in ("seg", "depth"):
-        sample = Synthetic(None, "val", task=task, img_size=SMALL).load(0)
-        assert sample["image"].dtype == np.uint8 and sample["image"].shape == (*SMALL, 3)
-        assert sample["depth"].dtype == np.float32 and sample["depth"].shape == SMALL
-        assert sample["label"].dtype == np.uint8 and sample["label"].shape == SMALL
-        assert isinstance(sample["scene"], int)
-        assert set(sample["meta"]) == {"name", "index", "K"}
+def test_numpy_sample_carries_the_keys_asked_for():
+    sample = small("val").load(0)
+    assert sample["image"].dtype == np.uint8 and sample["image"].shape == (*SMALL, 3)
+    assert sample["depth"].dtype == np.float32 and sample["depth"].shape == SMALL
+    assert sample["label"].dtype == np.uint8 and sample["label"].shape == SMALL
+    assert isinstance(sample["scene"], int)
+    assert set(sample["meta"]) == {"name", "index", "K"}
+    for keys in (("image", "label"), ("image", "depth"), ("depth",)):
+        assert set(small("val", keys=keys).load(0)) == {*keys, "meta"}
+    with pytest.raises(PtsemsegError, match="asked for 'raw_depth'; dataset synthetic gives image, depth, label, "
+                                            "scene, normals for split val"):
+        small("val", keys=("image", "raw_depth"))
 
 
 def test_rendered_at_img_size_so_the_base_resize_has_nothing_to_do(monkeypatch):
@@ -92,9 +97,9 @@ def test_items_are_deterministic_within_and_across_instances():
 
 def test_items_are_deterministic_across_processes():
     code = ("from ptsemseg.loaders.synthetic import Synthetic; import hashlib; "
-            "s = Synthetic(None, 'test', img_size=(60, 80), holes=0.3).load(7); "
+            f"s = Synthetic(None, 'test', keys={KEYS}, img_size=(60, 80), holes=0.3).load(7); "
             "print(hashlib.sha1(s['image'].tobytes() + s['depth'].tobytes() + s['label'].tobytes()).hexdigest())")
-    sample = Synthetic(None, "test", img_size=SMALL, holes=0.3).load(7)
+    sample = small("test", holes=0.3).load(7)
     expected = hashlib.sha1(sample["image"].tobytes() + sample["depth"].tobytes() + sample["label"].tobytes())
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == expected.hexdigest()
@@ -125,6 +130,7 @@ def test_length_per_split():
     ({"max_range": 0}, "data.max_range must be a positive number"),
     ({"native_size": (240,)}, "data.native_size must be two positive integers"),
     ({"native_size": 240}, "data.native_size must be two positive integers"),
+    ({"depth_source": "complete"}, "data.depth_source must be 'raw' or 'filled'"),
 ])
 def test_bad_options_raise_one_line_errors(options, message):
     split = options.pop("split", "train")
@@ -171,6 +177,28 @@ def test_holes_only_remove_depth():
     assert (missing[clean["depth"] > 5.0]).all()
 
 
+def test_raw_depth_has_the_holes_and_depth_source_picks_depth():
+    keys = ("image", "depth", "raw_depth")
+    clean = small().load(3)
+    sensor = small(keys=keys, holes=0.5, max_range=5.0).load(3)
+    completion = small(keys=keys, holes=0.5, max_range=5.0, depth_source="filled").load(3)
+    assert (sensor["raw_depth"] == 0).mean() > 0.02 and np.array_equal(sensor["depth"], sensor["raw_depth"])
+    assert np.array_equal(completion["raw_depth"], sensor["raw_depth"])
+    assert np.array_equal(completion["depth"], clean["depth"]) and np.array_equal(completion["image"], clean["image"])
+
+
+def test_normals_are_unit_face_the_camera_and_fit_the_floor():
+    sample = find_frame_with(Synthetic(None, "train", keys=KEYS + ("normals",)), (0, 1, 2))
+    normals, depth, label, K = sample["normals"], sample["depth"], sample["label"], sample["meta"]["K"]
+    assert normals.dtype == np.float32 and normals.shape == (*depth.shape, 3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1, atol=1e-5)
+    rays = back_project(depth, K, np.ones(depth.shape, dtype=bool))
+    facing = (normals.reshape(-1, 3) * rays).sum(axis=1) / np.linalg.norm(rays, axis=1)
+    assert (facing < 1e-4).all() and (facing < -0.05).mean() > 0.99  # only silhouette pixels are seen edge-on
+    floor_normal, _, _ = fit_plane(back_project(depth, K, label == 0))
+    assert np.abs(normals[label == 0] @ floor_normal).min() > 0.999
+
+
 def test_holes_grow_with_their_strength():
     fractions = [np.mean([(small(holes=h).load(i)["depth"] == 0).mean() for i in range(4)]) for h in (0.1, 0.5, 1.0)]
     assert fractions[0] < fractions[1] < fractions[2]
@@ -188,7 +216,7 @@ def find_frame_with(dataset, classes):
 def test_depth_matches_the_room_geometry_through_K():
     """Back-projected through K, floor pixels lie on a plane a camera height below the camera, ceiling pixels
     on a parallel plane a room height above it, and walls and objects in between."""
-    sample = find_frame_with(Synthetic(None, "train"), (0, 1, 2))
+    sample = find_frame_with(Synthetic(None, "train", keys=KEYS), (0, 1, 2))
     depth, label, K = sample["depth"], sample["label"], sample["meta"]["K"]
     normal, offset, floor_rms = fit_plane(back_project(depth, K, label == 0))
     assert floor_rms < 2e-3
@@ -208,9 +236,9 @@ def test_depth_matches_the_room_geometry_through_K():
 
 
 def test_intrinsics_scale_with_img_size():
-    native = Synthetic(None, "train").load(2)
-    half = Synthetic(None, "train", img_size=(120, 160)).load(2)
-    wide = Synthetic(None, "train", img_size=(60, 120)).load(2)
+    native = Synthetic(None, "train", keys=KEYS).load(2)
+    half = Synthetic(None, "train", keys=KEYS, img_size=(120, 160)).load(2)
+    wide = Synthetic(None, "train", keys=KEYS, img_size=(60, 120)).load(2)
     K = native["meta"]["K"]
     assert K[0, 0] == K[1, 1] == pytest.approx(260.0) and (K[0, 2], K[1, 2]) == (159.5, 119.5)
     assert np.allclose(half["meta"]["K"], [[130, 0, 79.5], [0, 130, 59.5], [0, 0, 1]])

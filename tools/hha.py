@@ -91,7 +91,7 @@ def sunrgbd_jobs(root, splits):
 
     jobs = []
     for split in splits:
-        dataset = SUNRGBD(root, split, task="depth", layout="official")
+        dataset = SUNRGBD(root, split, keys=("image", "depth"), layout="official")
         for frame in dataset.frames:
             folder = dataset.frame_path(frame)
             images = sorted(glob.glob(os.path.join(folder, "image", "*.jpg"))

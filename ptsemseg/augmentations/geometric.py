@@ -1,11 +1,12 @@
-"""Geometric augmentations: every spatial key moves with the image and `meta["K"]` follows.
+"""Geometric augmentations: every per-pixel key moves with the image and `meta["K"]` follows.
 
-`image` and `hha` are resampled bilinearly and padded with 0; `label` and `depth` with nearest neighbour and
-padded with 255 (ignore) and 0 (invalid), so a label or depth value is never blended or invented. Resampling
-follows cv2.resize's pixel-centre convention (a source pixel x lands at s·(x + 0.5) − 0.5), which keeps image,
-labels, depth and intrinsics aligned; it is done with one affine warp that computes only the output window,
-so a scale-up followed by a crop costs no more than the crop. Depth values are never rescaled: the updated
-intrinsics describe the new view of the same 3D points.
+Each key is resampled with the interpolation and padded with the fill of its schema entry (ptsemseg/schema.py):
+`image` and `hha` bilinearly with 0; `label`, `depth` and `raw_depth` with nearest neighbour and 255 (ignore) or
+0 (invalid), so a label or depth value is never blended or invented; vector fields also turn their values with
+flips and rotations. Resampling follows cv2.resize's pixel-centre convention (a source pixel x lands at
+s·(x + 0.5) − 0.5), which keeps image, labels, depth and intrinsics aligned; it is done with one affine warp that
+computes only the output window, so a scale-up followed by a crop costs no more than the crop. Depth values are
+never rescaled: the updated intrinsics describe the new view of the same 3D points.
 """
 import math
 
@@ -13,18 +14,7 @@ import cv2
 import numpy as np
 
 from ptsemseg.augmentations import Augmentation, augmentation, is_integer
-
-FILL = {"image": 0, "hha": 0, "label": 255, "depth": 0}
-INTERPOLATION = {"image": cv2.INTER_LINEAR, "hha": cv2.INTER_LINEAR, "label": cv2.INTER_NEAREST,
-                 "depth": cv2.INTER_NEAREST}
-
-
-def _spatial_keys(sample):
-    return [key for key in FILL if key in sample]
-
-
-def _image_size(sample):
-    return sample["image"].shape[:2]
+from ptsemseg.schema import VECTOR, key_spec, spatial_keys, spatial_size
 
 
 def _with_intrinsics(out, sample, update):
@@ -51,16 +41,16 @@ def _overlap(start, size, length):
 
 def crop_window(sample, top, left, height, width):
     """The height×width window whose corner is pixel (top, left); where it leaves the image each key gets its fill."""
-    rows, cols = _image_size(sample)
+    rows, cols = spatial_size(sample)
     y0, y1 = _overlap(top, height, rows)
     x0, x1 = _overlap(left, width, cols)
     out = dict(sample)
-    for key in _spatial_keys(sample):
+    for key in spatial_keys(sample):
         array = sample[key]
         if (y1 - y0, x1 - x0) == (height, width):
             out[key] = array[y0:y1, x0:x1].copy()
         else:
-            window = np.full((height, width) + array.shape[2:], FILL[key], dtype=array.dtype)
+            window = np.full((height, width) + array.shape[2:], key_spec(key).fill, dtype=array.dtype)
             window[y0 - top:y1 - top, x0 - left:x1 - left] = array[y0:y1, x0:x1]
             out[key] = window
     return _with_intrinsics(out, sample, _affine_intrinsics(1, 1, -left, -top))
@@ -81,15 +71,15 @@ def resample(sample, scale_x, scale_y, shift_x, shift_y, height, width):
     """
     if scale_x == scale_y == 1 and float(shift_x).is_integer() and float(shift_y).is_integer():
         return crop_window(sample, -int(shift_y), -int(shift_x), height, width)
-    rows, cols = _image_size(sample)
+    rows, cols = spatial_size(sample)
     matrix = np.array([[scale_x, 0, shift_x], [0, scale_y, shift_y]], dtype=np.float64)
     top, bottom = _footprint(scale_y, shift_y, rows, height)
     left, right = _footprint(scale_x, shift_x, cols, width)
     out = dict(sample)
-    for key in _spatial_keys(sample):
-        warped = cv2.warpAffine(sample[key], matrix, (width, height), flags=INTERPOLATION[key],
+    for key in spatial_keys(sample):
+        warped = cv2.warpAffine(sample[key], matrix, (width, height), flags=key_spec(key).interpolation,
                                 borderMode=cv2.BORDER_REPLICATE)
-        fill = FILL[key]
+        fill = key_spec(key).fill
         warped[:top] = fill
         warped[bottom:] = fill
         warped[:, :left] = fill
@@ -100,18 +90,32 @@ def resample(sample, scale_x, scale_y, shift_x, shift_y, height, width):
 
 def resize_crop(sample, scaled_height, scaled_width, top, left, height, width):
     """Resize to scaled_height×scaled_width (as cv2.resize would), then cut the height×width window at (top, left)."""
-    rows, cols = _image_size(sample)
+    rows, cols = spatial_size(sample)
     scale_y, scale_x = scaled_height / rows, scaled_width / cols
     return resample(sample, scale_x, scale_y, 0.5 * scale_x - 0.5 - left, 0.5 * scale_y - 0.5 - top, height, width)
 
 
+def _turn_vectors(out, linear):
+    """Map the x, y components (channels 0 and 1) of the vector fields of `out`, arrays the caller has just made,
+    in place by the 2×2 matrix `linear`."""
+    for key in spatial_keys(out):
+        if key_spec(key).motion == VECTOR:
+            field = out[key]
+            x, y = field[..., 0].copy(), field[..., 1].copy()
+            field[..., 0] = linear[0][0] * x + linear[0][1] * y
+            field[..., 1] = linear[1][0] * x + linear[1][1] * y
+    return out
+
+
 def flip(sample, horizontal):
-    """Mirror every spatial key; K becomes the intrinsics of the mirrored scene (fx, fy stay positive)."""
-    rows, cols = _image_size(sample)
+    """Mirror every spatial key; K becomes the intrinsics of the mirrored scene (fx, fy stay positive) and vector
+    fields the directions of the mirrored scene (x negated for a left-right mirror, y for an up-down one)."""
+    rows, cols = spatial_size(sample)
     out = dict(sample)
-    for key in _spatial_keys(sample):
+    for key in spatial_keys(sample):
         out[key] = cv2.flip(sample[key], 1 if horizontal else 0)
     axis = 0 if horizontal else 1
+    _turn_vectors(out, np.diag([-1.0, 1.0]) if horizontal else np.diag([1.0, -1.0]))
     pixel_map = np.eye(3)
     pixel_map[axis, axis], pixel_map[axis, 2] = -1, (cols if horizontal else rows) - 1
     world_mirror = np.eye(3)
@@ -144,7 +148,7 @@ class RandomCrop(Augmentation):
         self.height, self.width = self.size(value)
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         top = random_offset(rng, rows, self.height)
         left = random_offset(rng, cols, self.width)
         return crop_window(sample, top, left, self.height, self.width)
@@ -161,7 +165,7 @@ class CenterCrop(Augmentation):
         self.height, self.width = self.size(value)
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         return crop_window(sample, (rows - self.height) // 2, (cols - self.width) // 2, self.height, self.width)
 
 
@@ -181,7 +185,7 @@ class RandomTranslate(Augmentation):
         self.max_x, self.max_y = int(value[0]), int(value[1])
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         shift_x = int(rng.integers(-self.max_x, self.max_x, endpoint=True))
         shift_y = int(rng.integers(-self.max_y, self.max_y, endpoint=True))
         return crop_window(sample, -shift_y, -shift_x, rows, cols)
@@ -193,23 +197,23 @@ class RandomRotate(Augmentation):
 
     Fills: image 0, label 255 (the seed used 250), depth 0. With intrinsics the rotation turns about the
     principal point, which is the view of the camera rolled about its optical axis, so K stays valid (exactly
-    when fx = fy); without them it turns about the image centre.
+    when fx = fy); without them it turns about the image centre. Vector fields turn their (x, y) by the angle.
     """
 
     def __init__(self, value):
         self.max_angle = self.number(value, 0, 180, "a number of degrees in [0, 180]")
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         angle = rng.uniform(-self.max_angle, self.max_angle)
         K = (sample.get("meta") or {}).get("K")
         center = (float(K[0][2]), float(K[1][2])) if K is not None else ((cols - 1) / 2, (rows - 1) / 2)
         matrix = cv2.getRotationMatrix2D(center, angle, 1.0)
         out = dict(sample)
-        for key in _spatial_keys(sample):
-            out[key] = cv2.warpAffine(sample[key], matrix, (cols, rows), flags=INTERPOLATION[key],
-                                      borderMode=cv2.BORDER_CONSTANT, borderValue=FILL[key])
-        return out
+        for key in spatial_keys(sample):
+            out[key] = cv2.warpAffine(sample[key], matrix, (cols, rows), flags=key_spec(key).interpolation,
+                                      borderMode=cv2.BORDER_CONSTANT, borderValue=(key_spec(key).fill,) * 4)
+        return _turn_vectors(out, matrix[:, :2])
 
 
 @augmentation("scale")
@@ -227,7 +231,7 @@ class Scale(Augmentation):
             self.side, self.target = None, self.size(value)
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         height, width = self.target or fit_longer_side(rows, cols, self.side)
         return resize_crop(sample, height, width, 0, 0, height, width)
 
@@ -272,7 +276,7 @@ class RandomSized(Augmentation):
         self.side = int(value)
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         stretched_cols = max(1, int(rng.uniform(0.5, 2) * cols))
         stretched_rows = max(1, int(rng.uniform(0.5, 2) * rows))
         height, width = fit_longer_side(stretched_rows, stretched_cols, self.side)
@@ -296,7 +300,7 @@ class RandomSizedCrop(Augmentation):
         self.height, self.width = self.size(value)
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         for _ in range(self.attempts):
             area = rng.uniform(0.45, 1.0) * rows * cols
             aspect = rng.uniform(0.5, 2)
@@ -334,7 +338,7 @@ class RandomScaleCrop(Augmentation):
         self.height, self.width = self.size(value["size"], "size")
 
     def __call__(self, sample, rng):
-        rows, cols = _image_size(sample)
+        rows, cols = spatial_size(sample)
         factor = rng.uniform(self.low, self.high)
         scaled_rows, scaled_cols = max(1, round(rows * factor)), max(1, round(cols * factor))
         top = random_offset(rng, scaled_rows, self.height)

@@ -1,14 +1,16 @@
-"""Photometric augmentations: they change `image` only (uint8 RGB in, uint8 RGB out), plus `normalize`.
+"""Photometric augmentations: they change the keys the schema marks photometric, i.e. `image` (uint8 RGB in,
+uint8 RGB out), plus `normalize`, which standardises the keys the schema marks scaled (`image`, `hha`).
 
 The random factors follow the seed projects (torchvision's functional ops on PIL images); the pixels match
 torchvision's within one grey level (hue: its float HSV path), computed with OpenCV look-up tables and blends.
-`label`, `depth`, `hha` and `meta` pass through untouched.
+Every other key (`label`, `depth`, `hha`, `meta`...) passes through untouched.
 """
 import cv2
 import numpy as np
 
 from ptsemseg.augmentations import Augmentation, augmentation
 from ptsemseg.errors import PtsemsegError
+from ptsemseg.schema import KEYS, key_spec
 
 LEVELS = np.arange(256, dtype=np.float64)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -51,17 +53,23 @@ def adjust_hue(image, shift):
 
 
 class Photometric(Augmentation):
-    """Applies `transform(image, draw(rng))` to the uint8 image and leaves every other key as it is."""
+    """Applies `transform(value, draw(rng))` to each uint8 key marked photometric and leaves the others as they are.
+
+    One draw per sample, whichever keys are present, so the random stream does not depend on the keys.
+    """
 
     photometric = True
 
     def __call__(self, sample, rng):
-        image = sample["image"]
-        if image.dtype != np.uint8:
-            raise PtsemsegError(f"augmentation '{self.key}' needs a uint8 image, got {image.dtype} "
-                                "(list normalize after the photometric augmentations)")
+        keys = [key for key in sample if key_spec(key).photometric]
+        for key in keys:
+            if sample[key].dtype != np.uint8:
+                raise PtsemsegError(f"augmentation '{self.key}' needs a uint8 {key}, got {sample[key].dtype} "
+                                    "(list normalize after the photometric augmentations)")
+        factor = self.draw(rng)
         out = dict(sample)
-        out["image"] = self.transform(image, self.draw(rng))
+        for key in keys:
+            out[key] = self.transform(sample[key], factor)
         return out
 
 
@@ -132,8 +140,9 @@ class Normalize(Photometric):
 
     (x / 255 − mean) / std as float32 (one look-up table per channel), with mean and std on the [0, 1] scale
     (torchvision's convention; `imagenet` is (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)). `keys` defaults
-    to [image]; SA-Gate also normalises `hha` with the ImageNet statistics. It must come after the photometric
-    ops; `to_tensor` leaves a float image as it is (no further /255).
+    to [image] and may name any 3-channel key the schema marks scaled; SA-Gate also normalises `hha` with the
+    ImageNet statistics. It must come after the photometric ops; `to_tensor` leaves a float value as it is (no
+    further /255).
     """
 
     def __init__(self, value):
@@ -144,8 +153,9 @@ class Normalize(Photometric):
         mean = self.triple(value["mean"], 0, 1, "three numbers in [0, 1]", "mean")
         std = self.triple(value["std"], 1e-6, float("inf"), "three positive numbers", "std")
         self.keys = value.get("keys", ["image"])
-        if not isinstance(self.keys, list) or not self.keys or not set(self.keys) <= {"image", "hha"}:
-            raise self.invalid("a list of image and/or hha", self.keys, "keys")
+        scaled = [key for key, spec in KEYS.items() if spec.scaled and spec.channels == 3]
+        if not isinstance(self.keys, list) or not self.keys or not set(self.keys) <= set(scaled):
+            raise self.invalid(f"a list of keys among {', '.join(scaled)}", self.keys, "keys")
         self.table = ((LEVELS[:, None] / 255 - mean) / std).astype(np.float32).reshape(256, 1, 3)
 
     def triple(self, value, low, high, expected, field):

@@ -5,7 +5,7 @@ DATASETS = Registry("dataset")
 
 
 def get_loader(name):
-    """Return the dataset class registered as `name`; call it as cls(root, split, task, img_size, augmentations, **options)."""
+    """The dataset class registered as `name`; call it as cls(root, split, keys, img_size, augmentations, **options)."""
     return DATASETS.get(name)
 
 

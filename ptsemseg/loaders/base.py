@@ -7,21 +7,18 @@ import torch
 
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders.io import CorruptFileError
-
-SPATIAL_KEYS = ("image", "depth", "label", "hha")
+from ptsemseg.schema import CLASS, META, key_spec, spatial_keys, spatial_size
 
 
 def resize_sample(sample, size):
-    """Resize every spatial key to size=(rows, cols): bilinear for images, nearest for labels and depth."""
+    """Resize every per-pixel key to size=(rows, cols) with its schema interpolation; K follows."""
     rows, cols = size
     out = dict(sample)
-    height, width = sample["image"].shape[:2]
+    height, width = spatial_size(sample)
     if (height, width) == (rows, cols):
         return out
-    for key in SPATIAL_KEYS:
-        if key in sample:
-            interp = cv2.INTER_LINEAR if key in ("image", "hha") else cv2.INTER_NEAREST
-            out[key] = cv2.resize(sample[key], (cols, rows), interpolation=interp)
+    for key in spatial_keys(sample):
+        out[key] = cv2.resize(sample[key], (cols, rows), interpolation=key_spec(key).interpolation)
     if "meta" in sample and "K" in sample["meta"]:
         meta = dict(sample["meta"])
         K = np.array(meta["K"], dtype=np.float32)
@@ -33,51 +30,100 @@ def resize_sample(sample, size):
 
 
 def to_tensor(sample, img_norm=True):
-    """Convert the NumPy sample dict into the tensors the models and losses consume."""
+    """Convert the NumPy sample dict into the tensors the models and losses consume, as the schema says."""
     out = {}
     for key, value in sample.items():
-        if key == "image" or key == "hha":
-            array = np.ascontiguousarray(value.transpose(2, 0, 1))
-            tensor = torch.from_numpy(array).float()
-            if value.dtype == np.uint8 and img_norm:
-                tensor = tensor / 255.0
-            out[key] = tensor
-        elif key == "depth":
-            out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))[None]
-        elif key == "label":
-            out[key] = torch.from_numpy(np.ascontiguousarray(value).astype(np.int64))
-        elif key == "scene":
-            out[key] = torch.tensor(int(value), dtype=torch.int64)
-        elif key == "meta":
+        spec = key_spec(key)
+        if spec.kind == META:
             out[key] = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) if k == "K" else v
                         for k, v in value.items()}
+        elif spec.kind == CLASS:
+            out[key] = torch.tensor(int(value), dtype=spec.tensor_dtype)
         else:
-            out[key] = value
+            array = value
+            if spec.channel_axis:
+                array = value[None] if value.ndim == 2 else value.transpose(2, 0, 1)
+            tensor = torch.from_numpy(np.ascontiguousarray(array)).to(spec.tensor_dtype)
+            if spec.scaled and value.dtype == np.uint8 and img_norm:
+                tensor = tensor / 255.0
+            out[key] = tensor
     return out
+
+
+def dataset_name(dataset_cls):
+    """The registered name of a dataset class (its class name when it is not registered)."""
+    from ptsemseg.loaders import DATASETS
+
+    return next((name for name in DATASETS.names() if DATASETS.get(name) is dataset_cls), dataset_cls.__name__)
+
+
+def check_keys(needed, dataset_cls, split, options, who=None, as_targets=False):
+    """Fail in one line when `dataset_cls` cannot give one of the `needed` keys for `split` with `options`.
+
+    `who` names what needs them ("model fusenet", "task depth"); with `as_targets` a key the dataset gives only as
+    an input (e.g. depth that is not in metres) does not count. Reads no file: it asks `keys_for`.
+    """
+    given = dataset_cls.keys_for(split, **options)
+    inputs_only = dataset_cls.input_only_keys(split, **options) if as_targets else {}
+    for key in needed:
+        if key == "meta":
+            continue
+        key_spec(key)
+        if key in given and key not in inputs_only:
+            continue
+        needs = f"{who} needs '{key}'" if who else f"asked for '{key}'"
+        gives = f"dataset {dataset_name(dataset_cls)} gives {', '.join(given)} for split {split}"
+        reason = f" ('{key}' only as an input: {inputs_only[key]})" if key in inputs_only else ""
+        raise PtsemsegError(f"{needs}; {gives}{reason}")
 
 
 class DenseDataset(torch.utils.data.Dataset):
     """A dataset of dict samples; subclasses implement `__len__` and `load(index)`.
 
-    `load` returns the NumPy sample described in docs/architecture.md. Indexing with a tuple
-    `(index, aug_seed)` (what the trainer's resumable sampler yields) seeds the augmentations, so the
-    same sample counter always sees the same random transform.
+    A dataset is asked for sample keys (ptsemseg/schema.py) and `load` returns exactly those, plus `meta`, as the
+    NumPy values the schema describes. `given_keys` (or `keys_for`, where options change them) says what it can
+    give without reading a file, so configs are checked before any work. Indexing with a tuple `(index, aug_seed)`
+    (what the trainer's resumable sampler yields) seeds the augmentations, so the same sample counter always sees
+    the same random transform.
     """
 
     n_classes = None
     class_names = None
+    n_scene_classes = None
+    scene_names = None
+    given_keys = ("image", "label")
 
-    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
+    @classmethod
+    def keys_for(cls, split, **options):
+        """The keys this dataset can give for `split` with these options, decided without reading a file."""
+        return tuple(cls.given_keys)
+
+    @classmethod
+    def input_only_keys(cls, split, **options):
+        """{key: reason} of given keys that may feed a model but are no ground truth (e.g. depth not in metres)."""
+        return {}
+
+    def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
                  skip_bad=False):
-        if task not in ("seg", "depth"):
-            raise PtsemsegError(f"task must be 'seg' or 'depth', got '{task}'")
+        if isinstance(keys, str) or not keys:
+            raise PtsemsegError(f"keys must be a non-empty list of sample keys, got {keys!r}")
         self.root = root
         self.split = split
-        self.task = task
+        self.keys = tuple(dict.fromkeys(key for key in keys if key != "meta"))
+        for key in self.keys:
+            key_spec(key)
         self.img_size = tuple(img_size) if img_size is not None else None
         self.augmentations = augmentations
         self.img_norm = img_norm
         self.skip_bad = skip_bad
+
+    def require_keys(self, **options):
+        """Fail in one line when a key asked for cannot be given with these options (call it from `__init__`)."""
+        check_keys(self.keys, type(self), self.split, options)
+
+    def asked(self, sample):
+        """`sample` cut to the keys asked for and `meta` (loaders read the image even when only checking sizes)."""
+        return {key: value for key, value in sample.items() if key in self.keys or key == "meta"}
 
     def load(self, index):
         raise NotImplementedError

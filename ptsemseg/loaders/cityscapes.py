@@ -5,7 +5,9 @@
 - `gtFine/<split>/<city>/<stem>_gtFine_labelIds.png` (gtFine_trainvaltest.zip; label ids → train ids here, or
   ready `_gtFine_labelTrainIds.png` from tools/cityscapes_trainids.py with `label_type: labelTrainIds`),
 - `disparity/<split>/<city>/<stem>_disparity.png` and `camera/<split>/<city>/<stem>_camera.json`
-  (disparity_trainvaltest.zip, camera_trainvaltest.zip) for the depth task.
+  (disparity_trainvaltest.zip, camera_trainvaltest.zip) for `depth`.
+
+Keys: image, label, depth. Only the files of the keys asked for are needed and read.
 
 Depth: a disparity pixel p > 1 stores d = (p − 1) / 256 pixels, so depth = baseline · fx / d with the baseline
 (extrinsic) and fx (intrinsic) of the frame's camera json; p ≤ 1 (no match, or zero disparity) is invalid (0).
@@ -68,14 +70,16 @@ def keep_region(depth, roi):
 
 @DATASETS.register("cityscapes")
 class Cityscapes(DenseDataset):
-    """Cityscapes frames for segmentation (19 classes) or monocular depth (metres from disparity)."""
+    """Cityscapes frames with labels (19 classes) and metric depth (from the disparity)."""
 
     n_classes = len(CITYSCAPES_CLASS_NAMES)
     class_names = CITYSCAPES_CLASS_NAMES
+    given_keys = ("image", "label", "depth")
 
-    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
+    def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
                  skip_bad=False, label_type="labelIds", max_depth=None, depth_roi=None):
-        super().__init__(root, split, task, img_size, augmentations, img_norm, skip_bad)
+        super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
+        self.require_keys()
         if label_type not in LABEL_TYPES:
             raise PtsemsegError(f"Cityscapes label_type must be one of {', '.join(LABEL_TYPES)}, got '{label_type}'")
         if not root:
@@ -93,10 +97,11 @@ class Cityscapes(DenseDataset):
         if not images:
             raise PtsemsegError(f"no *{IMAGE_SUFFIX} files in {image_dir}/<city>/")
         self.stems = [os.path.relpath(path, image_dir)[:-len(IMAGE_SUFFIX)] for path in images]
-        # Intrinsics come with every frame when the camera zip is there (always for depth, optional for seg).
-        self.with_camera = task == "depth" or os.path.isdir(os.path.join(root, "camera", split))
-        required = {"seg": [("gtFine", f"_gtFine_{label_type}.png")], "depth": [("disparity", "_disparity.png")]}
-        for folder, suffix in required[task] + ([("camera", "_camera.json")] if self.with_camera else []):
+        # Intrinsics come with every frame when the camera zip is there (always for depth, optional otherwise).
+        self.with_camera = "depth" in self.keys or os.path.isdir(os.path.join(root, "camera", split))
+        required = {"label": ("gtFine", f"_gtFine_{label_type}.png"), "depth": ("disparity", "_disparity.png")}
+        for folder, suffix in [required[key] for key in self.keys if key in required] + (
+                [("camera", "_camera.json")] if self.with_camera else []):
             self._check_exist(folder, suffix)
 
     def _path(self, folder, stem, suffix):
@@ -120,19 +125,19 @@ class Cityscapes(DenseDataset):
         if self.with_camera:
             K, baseline = read_camera(self._path("camera", stem, "_camera.json"))
             sample["meta"]["K"] = K
-        if self.task == "seg":
+        if "label" in self.keys:
             path = self._path("gtFine", stem, f"_gtFine_{self.label_type}.png")
             label = read_gray(path)
             if label.dtype != np.uint8:
                 raise CorruptFileError(f"expected an 8-bit label PNG, got {label.dtype}: {path}")
             sample["label"] = label_ids_to_train_ids(label) if self.label_type == "labelIds" else label
-        else:
+        if "depth" in self.keys:
             disparity = read_png16(self._path("disparity", stem, "_disparity.png"))
             sample["depth"] = disparity_to_depth(disparity, baseline, K[0, 0], self.max_depth)
             if self.depth_roi is not None:
                 sample["depth"] = keep_region(sample["depth"], self.depth_roi)
-        target = sample["label" if self.task == "seg" else "depth"]
-        if target.shape != sample["image"].shape[:2]:
-            raise CorruptFileError(f"{self.task} target of {stem} does not match its image size "
-                                   f"{sample['image'].shape[1]}×{sample['image'].shape[0]}")
-        return sample
+        for key in ("label", "depth"):
+            if key in sample and sample[key].shape != sample["image"].shape[:2]:
+                raise CorruptFileError(f"{key} of {stem} does not match its image size "
+                                       f"{sample['image'].shape[1]}×{sample['image'].shape[0]}")
+        return self.asked(sample)

@@ -6,16 +6,23 @@
   with the first (40 of 200), `train` = the other 160, `trainval` = all.
 - `annotated`: the data_depth_annotated folder (`<train|val>/<drive>/proj_depth/groundtruth/image_0{2,3}/*.png`,
   depth = value / 256 m, 0 = invalid), paired with the raw images under `raw_root`
-  (`<raw_root>/<date>/<drive>/image_0{2,3}/data/*.png`). Splits: the official `train` and `val`.
+  (`<raw_root>/<date>/<drive>/image_0{2,3}/data/*.png`) and, for `raw_depth`, with the sparse Velodyne
+  projections of data_depth_velodyne under `velodyne_root`
+  (`<velodyne_root>/<split>/<drive>/proj_depth/velodyne_raw/image_0{2,3}/*.png`, the input of KITTI's depth
+  completion). Splits: the official `train` and `val`.
 - `raw`: the raw-data root (`<date>/calib_*.txt`, `<date>/<drive>/...`) with monodepth2-style split lists
   (`<date>/<drive> <frame> <l|r>`, e.g. the Eigen `test_files.txt`) found at `split_file` with `{split}`
   replaced by the split name (default `splits/{split}_files.txt`, so split `eigen/test` reads monodepth2's
   `splits/eigen/test_files.txt`); ground truth from the Velodyne scan projected into the image
-  (`gt: velodyne`) or from the annotated PNGs under `annotated_root` (`gt: annotated`).
+  (`gt: velodyne`) or from the annotated PNGs under `annotated_root` (`gt: annotated`, which also gives the
+  projected scan as `raw_depth`).
 - `prepared`: the output of tools/kitti_prepare_depth.py (raw layout with resized images, 16-bit projected
   depth in `<date>/<drive>/proj_depth/image_0{2,3}/*.png`, intrinsics in `<date>/<drive>/K_0{2,3}.txt`,
   lists `<split>.txt`).
-Option paths (`raw_root`, `annotated_root`, `split_file`) are relative to `data.path` unless absolute.
+Keys: image and label (`semantics`); image and depth (the depth layouts, with `meta.K`), plus raw_depth
+(`annotated`, and `raw` with `gt: annotated`).
+Option paths (`raw_root`, `annotated_root`, `velodyne_root`, `split_file`) are relative to `data.path` unless
+absolute.
 """
 import glob
 import os
@@ -35,6 +42,8 @@ GROUND_TRUTHS = ("velodyne", "annotated")
 SEMANTICS_SPLITS = ("train", "val", "trainval")
 ANNOTATED_SPLITS = ("train", "val")
 DEFAULT_SPLIT_FILES = {"raw": "splits/{split}_files.txt", "prepared": "{split}.txt"}
+LAYOUT_KEYS = {"semantics": ("image", "label"), "annotated": ("image", "depth", "raw_depth"),
+               "raw": ("image", "depth"), "prepared": ("image", "depth")}
 DEPTH_PNG_SCALE = 256.0
 
 
@@ -68,21 +77,24 @@ class KITTI(DenseDataset):
     n_classes = len(CITYSCAPES_CLASS_NAMES)
     class_names = CITYSCAPES_CLASS_NAMES
 
-    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
-                 skip_bad=False, layout="semantics", raw_root="raw", annotated_root="data_depth_annotated",
-                 split_file=None, gt="velodyne", cameras=CAMERAS, img_ext="png"):
-        super().__init__(root, split, task, img_size, augmentations, img_norm, skip_bad)
+    @classmethod
+    def keys_for(cls, split, layout="semantics", gt="velodyne", **options):
         if layout not in LAYOUTS:
-            raise PtsemsegError(f"unknown KITTI layout '{layout}'{closest(layout, LAYOUTS)} "
+            raise PtsemsegError(f"unknown KITTI layout '{layout}'{closest(str(layout), LAYOUTS)} "
                                 f"(choose from {', '.join(LAYOUTS)})")
+        return LAYOUT_KEYS[layout] + (("raw_depth",) if layout == "raw" and gt == "annotated" else ())
+
+    def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
+                 skip_bad=False, layout="semantics", raw_root="raw", annotated_root="data_depth_annotated",
+                 velodyne_root="../data_depth_velodyne", split_file=None, gt="velodyne", cameras=CAMERAS,
+                 img_ext="png"):
+        super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
+        self.require_keys(layout=layout, gt=gt)
         if gt not in GROUND_TRUTHS:
             raise PtsemsegError(f"unknown KITTI ground truth gt='{gt}' (choose from {', '.join(GROUND_TRUTHS)})")
         cameras = (cameras,) if isinstance(cameras, int) else tuple(cameras)
         if not set(cameras) <= set(CAMERAS):
             raise PtsemsegError(f"KITTI cameras must be among {list(CAMERAS)}, got {list(cameras)}")
-        if (layout == "semantics") != (task == "seg"):
-            raise PtsemsegError(f"KITTI layout '{layout}' has no {'labels' if task == 'seg' else 'depth'}: use "
-                                f"layout: {'semantics' if task == 'seg' else 'annotated, raw or prepared'}")
         if not root:
             raise PtsemsegError(f"data.path is not set: point it at the KITTI {layout} folder")
         require_path(root, f"KITTI {layout} folder", SECTION)
@@ -92,6 +104,7 @@ class KITTI(DenseDataset):
         self.img_ext = img_ext
         self.raw_root = self._under_root(raw_root)
         self.annotated_root = self._under_root(annotated_root)
+        self.velodyne_root = self._under_root(velodyne_root)
         self.calibrations = {}  # (date, camera) -> CameraCalibration of the raw recording day
         self.intrinsics = {}    # (date or drive, camera) -> 3×3 K of the listed images
         if layout == "semantics":
@@ -135,11 +148,16 @@ class KITTI(DenseDataset):
                 frame = Frame(f"{drive[:10]}/{drive}", int(os.path.splitext(os.path.basename(depth_path))[0]),
                               camera)
                 samples.append(self._frame_sample(frame, self.raw_root, depth=depth_path))
+                if "raw_depth" in self.keys:
+                    samples[-1]["raw_depth"] = os.path.join(
+                        self.velodyne_root, self.split, drive, "proj_depth", "velodyne_raw", f"image_0{camera}",
+                        os.path.basename(depth_path))
         if not samples:
             raise PtsemsegError(f"no annotated depth maps under {split_dir} "
                                 f"(expected <drive>/proj_depth/groundtruth/image_0{{2,3}}/*.png)")
         samples.sort(key=lambda sample: sample["name"])
         self._check_exist(samples, "image", self.raw_root)
+        self._check_exist(samples, "raw_depth", self.velodyne_root)
         return samples
 
     def _listed_samples(self, list_path):
@@ -153,16 +171,19 @@ class KITTI(DenseDataset):
         elif self.gt == "annotated":
             annotated = self._annotated_index()
             samples = [self._frame_sample(frame, self.root, depth=annotated.get((frame.drive, frame.camera,
-                                                                                frame.frame), ""))
+                                                                                frame.frame), ""),
+                                          raw_depth=self._velodyne_path(frame))
                        for frame in frames]
             self._check_exist(samples, "depth", self.annotated_root)
+            self._check_exist(samples, "raw_depth", self.root)
         else:
-            samples = [self._frame_sample(frame, self.root, velodyne=os.path.join(
-                self.root, frame.drive_path, "velodyne_points", "data", f"{frame.file_stem}.bin"))
-                for frame in frames]
-            self._check_exist(samples, "velodyne", self.root)
+            samples = [self._frame_sample(frame, self.root, depth=self._velodyne_path(frame)) for frame in frames]
+            self._check_exist(samples, "depth", self.root)
         self._check_exist(samples, "image", self.root)
         return samples
+
+    def _velodyne_path(self, frame):
+        return os.path.join(self.root, frame.drive_path, "velodyne_points", "data", f"{frame.file_stem}.bin")
 
     def _annotated_index(self):
         """{(drive, camera, frame): path} of every annotated depth map in the official train and val folders."""
@@ -193,7 +214,10 @@ class KITTI(DenseDataset):
                 "depth": os.path.join(drive_dir, "proj_depth", frame.image_dir, f"{frame.file_stem}.png")}
 
     def _check_exist(self, samples, key, where):
-        """Fail before training when listed files are missing, naming how many and the first one."""
+        """Fail before training when listed files of `key` are missing, naming how many and the first one; files
+        of sample keys not asked for are not needed."""
+        if key != "image" and key not in self.keys:
+            return
         missing = [sample for sample in samples if not os.path.isfile(sample[key])]
         if missing:
             first = missing[0][key] or f"no annotated depth map for {missing[0]['name']}"
@@ -210,21 +234,23 @@ class KITTI(DenseDataset):
         record = self.samples[index]
         image = read_rgb(record["image"])
         sample = {"image": image, "meta": {"name": record["name"], "index": index}}
-        if self.task == "seg":
+        if "label" in self.keys:
             label_ids = read_gray(record["label"])
             if label_ids.dtype != np.uint8:
                 raise CorruptFileError(f"expected an 8-bit label PNG, got {label_ids.dtype}: {record['label']}")
             sample["label"] = label_ids_to_train_ids(label_ids)
-            return sample
-        if "velodyne" in record:
-            source = record["velodyne"]
-            depth = velodyne_depth_map(source, self.calibrations[record["calibration"]])
-        else:
-            source = record["depth"]
-            depth = read_depth_png(source)
-        if depth.shape != image.shape[:2]:
-            raise CorruptFileError(f"depth of {source} is {depth.shape[1]}×{depth.shape[0]} but image "
-                                   f"{record['image']} is {image.shape[1]}×{image.shape[0]}")
-        sample["depth"] = depth
-        sample["meta"]["K"] = self.intrinsics[record["calibration"]]
-        return sample
+        for key in ("depth", "raw_depth"):
+            if key not in self.keys:
+                continue
+            source = record[key]
+            if source.endswith(".bin"):
+                depth = velodyne_depth_map(source, self.calibrations[record["calibration"]])
+            else:
+                depth = read_depth_png(source)
+            if depth.shape != image.shape[:2]:
+                raise CorruptFileError(f"{key} of {source} is {depth.shape[1]}×{depth.shape[0]} but image "
+                                       f"{record['image']} is {image.shape[1]}×{image.shape[0]}")
+            sample[key] = depth
+        if "calibration" in record:
+            sample["meta"]["K"] = self.intrinsics[record["calibration"]]
+        return self.asked(sample)

@@ -9,13 +9,16 @@ Layouts (`layout`, default `auto` picks the first that `data.path` holds):
   optional `scenes.txt` (`<id> <scene type>`). tools/nyu_export.py writes it from the .mat file.
 - `fusenet_h5`: FuseNet's `nyu_class_10_db.h5` (`rgb_*`, `depth_*`, `label_*`, `class_*` per split, 320×240).
   Its depth was rescaled to 0..255 when the file was made, so it is not metric: values are mapped linearly
-  to 0..`fusenet_depth_max` metres for RGB-D inputs and the depth task is refused.
+  to 0..`fusenet_depth_max` metres for RGB-D inputs, never as a target, and only with `layout: fusenet_h5`
+  set explicitly.
 
+Keys: image, depth (`depth_source`: filled or raw), raw_depth (the measured depth), label, scene, hha; the
+fusenet_h5 layout gives image, depth (as an input only), label and scene. Only the keys asked for are read.
 Labels: 0..39 (or 0..12 with `n_classes: 13`, via the 40→13 table of class13Mapping.mat), void → 255.
 Scene: FuseNet's 10 scene classes (0..9, see NYU_SCENE_CLASSES), where the layout records scene types.
 Splits: `train` and `test`; `val` is the test split (NYUv2 has no separate validation set).
-HHA (`use_hha`): read from `HHA/` where the folder layout has it, otherwise computed per frame from the
-depth and intrinsics (ptsemseg.depth_utils.hha_encode, about 0.4 s for 640×480 on one core).
+HHA: read from `HHA/` where the folder layout has it, otherwise computed per frame from the depth and
+intrinsics (ptsemseg.depth_utils.hha_encode, about 0.4 s for 640×480 on one core).
 """
 import os
 
@@ -29,6 +32,7 @@ from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
 from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
+from ptsemseg.schema import spatial_keys
 
 SECTION = "NYUv2"
 LAYOUTS = ("auto", "mat", "folder", "fusenet_h5")
@@ -38,6 +42,7 @@ SPLITS_FILE = "splits.mat"
 MAPPING40_FILE = "classMapping40.mat"
 FUSENET_FILE = "nyu_class_10_db.h5"
 IGNORE_INDEX = 255
+FUSENET_DEPTH = "FuseNet's h5 stores depth rescaled to 0..255, not metres"
 
 # RGB intrinsics from the NYU toolbox's camera_params.m (Bouguet calibration, pixel (0, 0) = top-left centre),
 # valid for the 640×480 frames of the labelled set.
@@ -158,10 +163,21 @@ def _read(handle, key, index, path):
 class NYUv2(DenseDataset):
     """NYU Depth v2 labelled frames from the official .mat file, an exported folder, or FuseNet's h5."""
 
-    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
-                 skip_bad=False, n_classes=40, layout="auto", depth_source="filled", use_hha=False,
-                 fusenet_depth_max=10.0):
-        super().__init__(root, split, task, img_size, augmentations, img_norm, skip_bad)
+    n_scene_classes = len(NYU_SCENE_CLASSES)
+    scene_names = NYU_SCENE_CLASSES
+    given_keys = ("image", "depth", "raw_depth", "label", "scene", "hha")
+
+    @classmethod
+    def keys_for(cls, split, layout="auto", **options):
+        return ("image", "depth", "label", "scene") if layout == "fusenet_h5" else cls.given_keys
+
+    @classmethod
+    def input_only_keys(cls, split, layout="auto", **options):
+        return {"depth": FUSENET_DEPTH} if layout == "fusenet_h5" else {}
+
+    def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
+                 skip_bad=False, n_classes=40, layout="auto", depth_source="filled", fusenet_depth_max=10.0):
+        super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
         if n_classes not in (40, 13):
             raise PtsemsegError(f"NYUv2 n_classes must be 40 or 13, got {n_classes!r}")
         if layout not in LAYOUTS:
@@ -179,9 +195,12 @@ class NYUv2(DenseDataset):
         self.label40 = label40_table(n_classes)
         self.subset = SPLITS[split]
         self.depth_source = depth_source
-        self.use_hha = use_hha
         self.fusenet_depth_max = float(fusenet_depth_max)
         self.layout = self._detect_layout(root) if layout == "auto" else layout
+        self.require_keys(layout=self.layout)
+        if self.layout == "fusenet_h5" and layout == "auto" and "depth" in self.keys:
+            raise PtsemsegError(f"{root} holds FuseNet's h5 file: {FUSENET_DEPTH}; set data.layout: fusenet_h5 to "
+                                "feed it to a model as an input (depth targets need layout mat or folder)")
         {"mat": self._init_mat, "folder": self._init_folder, "fusenet_h5": self._init_fusenet}[self.layout]()
 
     @staticmethod
@@ -212,8 +231,9 @@ class NYUv2(DenseDataset):
         frames = handle["images"].shape[0]
         if self.indices.max() >= frames:
             raise PtsemsegError(f"{splits} refers to frame {self.indices.max() + 1} but {path} holds {frames}")
-        self.scene_types = None
-        if "sceneTypes" in handle:
+        if "scene" in self.keys:
+            if "sceneTypes" not in handle:
+                raise CorruptFileError(f"{path} has no sceneTypes to give 'scene' from")
             references = np.asarray(handle["sceneTypes"]).ravel()
             self.scene_types = [matlab_string(handle, references[i]) for i in self.indices]
         self.mat.close()
@@ -222,18 +242,24 @@ class NYUv2(DenseDataset):
         handle, path, frame = self.mat.get(), self.mat.path, int(self.indices[index])
         # MATLAB stores arrays column-major: h5py sees images as (N, 3, W, H) and maps as (N, W, H).
         image = _read(handle, "images", frame, path).transpose(2, 1, 0)
-        filled = _read(handle, "depths", frame, path).T.astype(np.float32)
-        raw = _read(handle, "rawDepths", frame, path).T.astype(np.float32)
         K = scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])
-        sample = {"image": np.ascontiguousarray(image), "depth": filled if self.depth_source == "filled" else raw,
-                  "meta": {"name": f"{frame + 1:04d}", "index": index, "K": K}}
-        if self.task == "seg":
+        sample = {"image": np.ascontiguousarray(image), "meta": {"name": f"{frame + 1:04d}", "index": index, "K": K}}
+        needed = {self.depth_source} if "depth" in self.keys else set()
+        needed |= {"raw"} if "raw_depth" in self.keys else set()
+        needed |= {"filled", "raw"} if "hha" in self.keys else set()
+        depths = {source: _read(handle, key, frame, path).T.astype(np.float32)
+                  for source, key in (("filled", "depths"), ("raw", "rawDepths")) if source in needed}
+        if "depth" in self.keys:
+            sample["depth"] = depths[self.depth_source].copy()
+        if "raw_depth" in self.keys:
+            sample["raw_depth"] = depths["raw"]
+        if "label" in self.keys:
             sample["label"] = self.label_table[_read(handle, "labels", frame, path).T]
-        if self.scene_types is not None:
+        if "scene" in self.keys:
             sample["scene"] = scene_class(self.scene_types[index])
-        if self.use_hha:
-            sample["hha"] = hha_encode(filled, K, valid=raw > 0)
-        return sample
+        if "hha" in self.keys:
+            sample["hha"] = hha_encode(depths["filled"], K, valid=depths["raw"] > 0)
+        return self.asked(sample)
 
     # -------------------------------------------------------------------------------------- folder layout
     def _init_folder(self):
@@ -245,16 +271,22 @@ class NYUv2(DenseDataset):
         self.rgb_paths = [entry[0] for entry in entries]
         self.label_paths = [entry[1] if len(entry) > 1 else os.path.join("Label", self._stem(entry[0]) + ".png")
                             for entry in entries]
-        self.scenes = {}
-        scenes_path = os.path.join(self.root, "scenes.txt")
-        if os.path.isfile(scenes_path):
-            with open(scenes_path, encoding="utf-8") as handle:
-                self.scenes = dict(line.split(maxsplit=1) for line in handle if line.strip())
         first = self._stem(self.rgb_paths[0])
         require_path(os.path.join(self.root, self.rgb_paths[0]), "NYUv2 RGB image", SECTION)
-        if self.task == "seg":
+        if "label" in self.keys:
             require_path(os.path.join(self.root, self.label_paths[0]), "NYUv2 label image", SECTION)
-        self._depth_path(first)
+        if "depth" in self.keys:
+            self._depth_path(first)
+        if "raw_depth" in self.keys:
+            self._find("RawDepth", first, (".png",), "NYUv2 raw depth")
+        if "scene" in self.keys:
+            scenes_path = require_path(os.path.join(self.root, "scenes.txt"), "NYUv2 scene types", SECTION)
+            with open(scenes_path, encoding="utf-8") as handle:
+                self.scenes = dict(line.split(maxsplit=1) for line in handle if line.strip())
+            missing = [self._stem(path) for path in self.rgb_paths if self._stem(path) not in self.scenes]
+            if missing:
+                raise PtsemsegError(f"{scenes_path} has no scene type for {len(missing)} of the {len(self.rgb_paths)} "
+                                    f"{self.subset} frames, first: {missing[0]}")
 
     @staticmethod
     def _stem(path):
@@ -273,11 +305,9 @@ class NYUv2(DenseDataset):
             return self._find("RawDepth", stem, (".png",), "NYUv2 raw depth")
         return self._find("Depth", stem, (".png", ".npy"), "NYUv2 depth")
 
-
-    def _load_folder(self, index):
-        stem = self._stem(self.rgb_paths[index])
-        image = read_rgb(os.path.join(self.root, self.rgb_paths[index]))
-        depth_path = self._depth_path(stem)
+    @staticmethod
+    def _read_depth(depth_path):
+        """Depth in metres from a uint16 millimetre PNG or a float metre .npy, refusing implausible units."""
         if depth_path.endswith(".npy"):
             try:
                 depth = np.load(depth_path).astype(np.float32)
@@ -289,64 +319,68 @@ class NYUv2(DenseDataset):
         if median > PLAUSIBLE_INDOOR_MEDIAN_M:
             unit = "metres (float)" if depth_path.endswith(".npy") else "millimetres (uint16)"
             raise PtsemsegError(f"depth {depth_path} has a median of {median:.0f} m: it must hold {unit}")
-        sample = {"image": image, "depth": depth,
+        return depth
+
+    def _load_folder(self, index):
+        stem = self._stem(self.rgb_paths[index])
+        image = read_rgb(os.path.join(self.root, self.rgb_paths[index]))
+        sample = {"image": image,
                   "meta": {"name": stem, "index": index, "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])}}
-        if self.task == "seg":
+        hha_paths = [os.path.join(self.root, "HHA", stem + ext) for ext in (".png", ".jpg")]
+        hha_path = next((path for path in hha_paths if os.path.isfile(path)), None) if "hha" in self.keys else None
+        if "depth" in self.keys or ("hha" in self.keys and hha_path is None):
+            sample["depth"] = self._read_depth(self._depth_path(stem))
+        if "raw_depth" in self.keys:
+            sample["raw_depth"] = self._read_depth(self._find("RawDepth", stem, (".png",), "NYUv2 raw depth"))
+        if "label" in self.keys:
             label_path = os.path.join(self.root, self.label_paths[index])
             label = read_gray(label_path)
             if label.dtype != np.uint8:
                 raise CorruptFileError(f"expected an 8-bit label PNG, got {label.dtype}: {label_path}")
             sample["label"] = self.label40[label]
-        if stem in self.scenes:
+        if "scene" in self.keys:
             sample["scene"] = scene_class(self.scenes[stem])
-        if self.use_hha:
-            hha_paths = [os.path.join(self.root, "HHA", stem + ext) for ext in (".png", ".jpg")]
-            hha_path = next((path for path in hha_paths if os.path.isfile(path)), None)
-            sample["hha"] = read_rgb(hha_path) if hha_path else hha_encode(depth, sample["meta"]["K"])
-        for key in ("depth", "label", "hha"):
-            if key in sample and sample[key].shape[:2] != image.shape[:2]:
+        if "hha" in self.keys:
+            sample["hha"] = read_rgb(hha_path) if hha_path else hha_encode(sample["depth"], sample["meta"]["K"])
+        for key in spatial_keys(sample):
+            if sample[key].shape[:2] != image.shape[:2]:
                 raise CorruptFileError(f"{key} of NYUv2 frame {stem} is {sample[key].shape[1]}×"
                                        f"{sample[key].shape[0]}, its image {image.shape[1]}×{image.shape[0]}")
-        return sample
+        return self.asked(sample)
 
     # ---------------------------------------------------------------------------------- fusenet_h5 layout
     def _init_fusenet(self):
-        if self.task == "depth":
-            raise PtsemsegError("NYUv2 layout fusenet_h5 stores depth rescaled to 0..255, not metres: "
-                                "use layout mat or folder for the depth task")
-        if self.use_hha:
-            raise PtsemsegError("NYUv2 layout fusenet_h5 has no metric depth to compute HHA from: "
-                                "use layout mat or folder with use_hha")
         path = self.root if os.path.isfile(self.root) else os.path.join(self.root, FUSENET_FILE)
         self.h5 = LazyH5(require_path(path, "FuseNet NYUv2 h5 file", SECTION))
         handle = self.h5.get()
-        self.keys = {kind: f"{kind}_{self.subset}" for kind in ("rgb", "depth", "label", "class")}
-        missing = [key for kind, key in self.keys.items() if kind != "class" and key not in handle]
+        self.h5_keys = {kind: f"{kind}_{self.subset}" for kind in ("rgb", "depth", "label", "class")}
+        missing = [key for kind, key in self.h5_keys.items() if kind != "class" and key not in handle]
         if missing:
             raise CorruptFileError(f"{path} lacks {', '.join(missing)}: not FuseNet's {FUSENET_FILE}?")
-        self.length = handle[self.keys["label"]].shape[0]
-        self.has_scene = self.keys["class"] in handle
+        if "scene" in self.keys and self.h5_keys["class"] not in handle:
+            raise CorruptFileError(f"{path} has no {self.h5_keys['class']} to give 'scene' from")
+        self.length = handle[self.h5_keys["label"]].shape[0]
         self.h5.close()
 
     def _load_fusenet(self, index):
         handle, path = self.h5.get(), self.h5.path
-        image = _read(handle, self.keys["rgb"], index, path)
+        image = _read(handle, self.h5_keys["rgb"], index, path)
         if image.shape[0] == 3:
             image = image.transpose(1, 2, 0)
-        depth = np.squeeze(_read(handle, self.keys["depth"], index, path)).astype(np.float32)
-        label = np.squeeze(_read(handle, self.keys["label"], index, path)).astype(np.int64)
-        if label.min() < 0 or label.max() > 40:
-            raise CorruptFileError(f"{path}: {self.keys['label']}[{index}] has labels outside 0..40")
-        sample = {
-            "image": np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8)),
-            "depth": depth / 255.0 * self.fusenet_depth_max,
-            "label": self.label40[label],
-            "meta": {"name": f"{self.subset}_{index:04d}", "index": index,
-                     "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])},
-        }
-        if self.has_scene:
-            sample["scene"] = int(np.asarray(_read(handle, self.keys["class"], index, path)).ravel()[0]) - 1
-        return sample
+        sample = {"image": np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8)),
+                  "meta": {"name": f"{self.subset}_{index:04d}", "index": index,
+                           "K": scale_intrinsics(NYU_K, NYU_SIZE, image.shape[:2])}}
+        if "depth" in self.keys:
+            depth = np.squeeze(_read(handle, self.h5_keys["depth"], index, path)).astype(np.float32)
+            sample["depth"] = depth / 255.0 * self.fusenet_depth_max
+        if "label" in self.keys:
+            label = np.squeeze(_read(handle, self.h5_keys["label"], index, path)).astype(np.int64)
+            if label.min() < 0 or label.max() > 40:
+                raise CorruptFileError(f"{path}: {self.h5_keys['label']}[{index}] has labels outside 0..40")
+            sample["label"] = self.label40[label]
+        if "scene" in self.keys:
+            sample["scene"] = int(np.asarray(_read(handle, self.h5_keys["class"], index, path)).ravel()[0]) - 1
+        return self.asked(sample)
 
     # ------------------------------------------------------------------------------------------- common
     def __len__(self):

@@ -14,12 +14,17 @@ Layouts (`layout`, default `auto`):
 - `folder`: the reorganised copy (chrischoy/SUN_RGBD, used by MSeg): `train37.txt`/`test37.txt` listing
   `image/<split>/img-NNNNNN.jpg depth/<split>/NNNNNNNN.png label37/<split>/...png` per line, labels 0 = void,
   1..37. Its depth PNGs are read with `depth_encoding` (default `sunrgbd`, the official bit layout; `mm` for
-  plain millimetres). It carries no intrinsics, so `use_hha` needs `hha/<split>/<image stem>.png` files.
+  plain millimetres). It carries no intrinsics, so `hha` needs `hha/<split>/<image stem>.png` files.
 
+Keys: image, depth (`depth_source`: filled `depth_bfx/` or raw `depth/`), raw_depth (`depth/`), label, scene
+(from each frame's `scene.txt`) and hha in the official layout; image, depth, label and hha in the folder layout.
+Only the keys asked for are read.
 Depth PNGs of the official layout store millimetres rotated right by 3 bits (decoded by
 ptsemseg.depth_utils.decode_sunrgbd_depth); the toolbox caps depth at 8 m, this loader does not.
-Labels: 0..36, void → 255. In the official layout, frames without an HHA file get it computed from
-their depth and intrinsics.txt (ptsemseg.depth_utils.hha_encode, about 0.4 s a frame on one core).
+Labels: 0..36, void → 255. Scene: the 19 scene categories of the SUN RGB-D paper's scene classification
+benchmark (SUNRGBD_SCENE_CLASSES, the scene types with more than 80 frames); other scene types → 255 (ignored).
+In the official layout, frames without an HHA file get it computed from their depth and intrinsics.txt
+(ptsemseg.depth_utils.hha_encode, about 0.4 s a frame on one core).
 """
 import functools
 import os
@@ -35,6 +40,7 @@ from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
 from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
+from ptsemseg.schema import spatial_keys
 from ptsemseg.loaders.nyuv2 import LazyH5
 
 SECTION = "SUN RGB-D"
@@ -66,6 +72,19 @@ def _label_table():
 
 # 0 = void, 1..37 → 0..36; anything else → 255.
 LABEL_TABLE = _label_table()
+
+# The 19 scene categories of Song et al., "SUN RGB-D" (CVPR 2015), scene classification benchmark.
+SUNRGBD_SCENE_CLASSES = (
+    "bathroom", "bedroom", "classroom", "computer_room", "conference_room", "corridor", "dining_area",
+    "dining_room", "discussion_area", "furniture_store", "home_office", "kitchen", "lab", "lecture_theatre",
+    "library", "living_room", "office", "rest_space", "study_space",
+)
+
+
+def scene_index(scene_type):
+    """Scene class of a frame's `scene.txt` text: its index in SUNRGBD_SCENE_CLASSES, else 255 (ignored)."""
+    name = scene_type.strip().lower()
+    return SUNRGBD_SCENE_CLASSES.index(name) if name in SUNRGBD_SCENE_CLASSES else IGNORE_INDEX
 
 
 def frame_dir(path):
@@ -150,11 +169,17 @@ class SUNRGBD(DenseDataset):
 
     n_classes = len(SUNRGBD_CLASS_NAMES)
     class_names = SUNRGBD_CLASS_NAMES
+    n_scene_classes = len(SUNRGBD_SCENE_CLASSES)
+    scene_names = SUNRGBD_SCENE_CLASSES
+    given_keys = ("image", "depth", "raw_depth", "label", "scene", "hha")
 
-    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True,
-                 skip_bad=False, layout="auto", label_source="auto", depth_source="filled", use_hha=False,
-                 depth_encoding="sunrgbd"):
-        super().__init__(root, split, task, img_size, augmentations, img_norm, skip_bad)
+    @classmethod
+    def keys_for(cls, split, layout="auto", **options):
+        return ("image", "depth", "label", "hha") if layout == "folder" else cls.given_keys
+
+    def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
+                 skip_bad=False, layout="auto", label_source="auto", depth_source="filled", depth_encoding="sunrgbd"):
+        super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
         for name, value, choices in (("layout", layout, LAYOUTS), ("label_source", label_source, LABEL_SOURCES),
                                      ("depth_source", depth_source, ("filled", "raw")),
                                      ("depth_encoding", depth_encoding, ("sunrgbd", "mm")),
@@ -168,8 +193,8 @@ class SUNRGBD(DenseDataset):
         self.subset = SPLITS[split]
         self.depth_source = depth_source
         self.depth_encoding = depth_encoding
-        self.use_hha = use_hha
         self.layout = self._detect_layout(root) if layout == "auto" else layout
+        self.require_keys(layout=self.layout)
         if self.layout == "official":
             self._init_official(label_source)
         else:
@@ -199,7 +224,7 @@ class SUNRGBD(DenseDataset):
         if missing:
             raise PtsemsegError(f"{len(missing)} of {len(self.frames)} SUN RGB-D {self.subset} frames are missing, "
                                 f"first: {self.frame_path(missing[0])} (see README.md#datasets, section '{SECTION}')")
-        if self.task == "seg":
+        if "label" in self.keys:
             if label_source == "auto":
                 label_source = "png" if os.path.isdir(os.path.join(self.root, LABEL_DIR)) else "toolbox"
             self.label_source = label_source
@@ -256,19 +281,28 @@ class SUNRGBD(DenseDataset):
         frame = self.frames[index]
         folder = self.frame_path(frame)
         image_path = _only_file(os.path.join(folder, "image"), (".jpg", ".png"))
-        depth_folder = "depth_bfx" if self.depth_source == "filled" else "depth"
-        depth_path = _only_file(os.path.join(folder, depth_folder), (".png",))
-        depth = decode_sunrgbd_depth(read_png16(depth_path))
         K = read_intrinsics(os.path.join(folder, "intrinsics.txt"))
-        sample = {"image": read_rgb(image_path), "depth": depth, "meta": {"name": frame, "index": index, "K": K}}
-        if self.task == "seg":
+        sample = {"image": read_rgb(image_path), "meta": {"name": frame, "index": index, "K": K}}
+        hha_path = os.path.join(folder, "hha", os.path.splitext(os.path.basename(image_path))[0] + ".png")
+        if "depth" in self.keys or ("hha" in self.keys and not os.path.isfile(hha_path)):
+            depth_folder = "depth_bfx" if self.depth_source == "filled" else "depth"
+            depth_path = _only_file(os.path.join(folder, depth_folder), (".png",))
+            sample["depth"] = decode_sunrgbd_depth(read_png16(depth_path))
+        if "raw_depth" in self.keys:
+            sample["raw_depth"] = decode_sunrgbd_depth(read_png16(_only_file(os.path.join(folder, "depth"), (".png",))))
+        if "label" in self.keys:
             if self.label_source == "png":
                 sample["label"] = LABEL_TABLE[self._read_label_png(self.label_paths[index])]
             else:
                 sample["label"] = self._toolbox_label(index)
-        if self.use_hha:
-            stem = os.path.splitext(os.path.basename(image_path))[0]
-            sample["hha"] = self._hha(os.path.join(folder, "hha", stem + ".png"), depth, K)
+        if "scene" in self.keys:
+            scene_path = os.path.join(folder, "scene.txt")
+            if not os.path.isfile(scene_path):
+                raise PtsemsegError(f"file not found: {scene_path}")
+            with open(scene_path, encoding="utf-8") as handle:
+                sample["scene"] = scene_index(handle.read())
+        if "hha" in self.keys:
+            sample["hha"] = read_rgb(hha_path) if os.path.isfile(hha_path) else hha_encode(sample["depth"], K)
         return sample
 
     # -------------------------------------------------------------------------------------- folder layout
@@ -287,15 +321,15 @@ class SUNRGBD(DenseDataset):
     def _load_folder(self, index):
         image_rel, depth_rel, label_rel = self.entries[index]
         stem = os.path.splitext(os.path.basename(image_rel))[0]
-        depth_path = os.path.join(self.root, depth_rel)
-        raw = read_png16(depth_path)
-        depth = decode_sunrgbd_depth(raw) if self.depth_encoding == "sunrgbd" else mm_to_depth(raw)
-        _check_plausible(depth, depth_path, self.depth_encoding)
-        sample = {"image": read_rgb(os.path.join(self.root, image_rel)), "depth": depth,
-                  "meta": {"name": stem, "index": index}}
-        if self.task == "seg":
+        sample = {"image": read_rgb(os.path.join(self.root, image_rel)), "meta": {"name": stem, "index": index}}
+        if "depth" in self.keys:
+            depth_path = os.path.join(self.root, depth_rel)
+            raw = read_png16(depth_path)
+            sample["depth"] = decode_sunrgbd_depth(raw) if self.depth_encoding == "sunrgbd" else mm_to_depth(raw)
+            _check_plausible(sample["depth"], depth_path, self.depth_encoding)
+        if "label" in self.keys:
             sample["label"] = LABEL_TABLE[self._read_label_png(os.path.join(self.root, label_rel))]
-        if self.use_hha:
+        if "hha" in self.keys:
             hha_path = os.path.join(self.root, "hha", self.subset, stem + ".png")
             if not os.path.isfile(hha_path):
                 raise PtsemsegError(f"HHA not found: expected {hha_path} (the folder layout has no intrinsics to "
@@ -311,19 +345,15 @@ class SUNRGBD(DenseDataset):
             raise CorruptFileError(f"expected an 8-bit label PNG, got {label.dtype}: {path}")
         return label
 
-    @staticmethod
-    def _hha(path, depth, K):
-        return read_rgb(path) if os.path.isfile(path) else hha_encode(depth, K)
-
     def __len__(self):
         return len(self.frames) if self.layout == "official" else len(self.entries)
 
     def load(self, index):
         sample = (self._load_official if self.layout == "official" else self._load_folder)(index)
         image = sample["image"]
-        for key in ("depth", "label", "hha"):
-            if key in sample and sample[key].shape[:2] != image.shape[:2]:
+        for key in spatial_keys(sample):
+            if sample[key].shape[:2] != image.shape[:2]:
                 raise CorruptFileError(f"{key} of SUN RGB-D frame {sample['meta']['name']} is "
                                        f"{sample[key].shape[1]}×{sample[key].shape[0]}, its image "
                                        f"{image.shape[1]}×{image.shape[0]}")
-        return sample
+        return self.asked(sample)

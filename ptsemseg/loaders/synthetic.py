@@ -7,7 +7,8 @@ a random texture (flat, stripes, checker or smooth noise) drawn from the same di
 so a pixel's colour says little about its class and models have to use shape and context.
 
 World frame: x, y span the floor (metres), z points up, the floor is z = 0. Camera frame: x right, y down,
-z forward; `depth` is the z coordinate of the visible point in the camera frame (what depth sensors give).
+z forward; `depth` is the z coordinate of the visible point in the camera frame (what depth sensors give) and
+`normals` the unit normal of the visible surface in the camera frame (pointing towards the camera).
 """
 import dataclasses
 import math
@@ -469,17 +470,25 @@ def _camera(rng, radiance):
     return cv2.convertScaleAbs(image, alpha=255 * exposure)  # rounds and saturates; noise folds back at black
 
 
-def render(scene, K, rows, cols, rng, holes=0.0, max_range=6.0):
-    """Ray cast `scene` at rows x cols: image (uint8 RGB), depth (float32 metres, 0 = missing), label (uint8)."""
+def render(scene, K, rows, cols, rng, holes=0.0, max_range=6.0, with_normals=False):
+    """Ray cast `scene` at rows x cols; returns the maps by sample key: image (uint8 RGB), depth (float32 metres,
+    complete), label (uint8), with `holes` > 0 raw_depth (depth with the sensor's holes, 0 = missing) and with
+    `with_normals` normals (H×W×3 float32, camera frame)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # rays parallel to a plane meet it at infinity
         depth, sid, directions, points = _cast(scene, K, rows, cols)
         normals, u, v = _surface_frames(scene, sid, points)
         shade = _shade(scene, points, normals)
     image = _camera(rng, _texture(scene, sid, u, v) * shade[..., None])
-    if holes > 0:
-        depth[_sensor_holes(rng, depth, sid, normals, directions, holes, max_range)] = 0
     classes = np.array(ROOM_CLASSES + tuple(obj.label for obj in scene.objects), np.uint8)
-    return image, depth, np.take(classes, sid)
+    maps = {"image": image, "depth": depth, "label": np.take(classes, sid)}
+    if with_normals:  # camera-frame components: dot products with the camera's axes (the rotation's columns)
+        maps["normals"] = np.stack([sum(float(scene.rotation[j, i]) * normals[j] for j in range(3))
+                                    for i in range(3)], axis=-1).astype(np.float32)
+    if holes > 0:
+        raw_depth = depth.copy()
+        raw_depth[_sensor_holes(rng, depth, sid, normals, directions, holes, max_range)] = 0
+        maps["raw_depth"] = raw_depth
+    return maps
 
 
 @DATASETS.register("synthetic")
@@ -492,18 +501,29 @@ class Synthetic(DenseDataset):
     - `seed`: scene stream; items are deterministic per (seed, split, index) and the splits never share scenes;
     - `holes`: strength in [0, 1] of sensor-like depth holes (0, the default, gives complete depth). Above 0,
       returns beyond `max_range` metres and along occluding edges are missing, grazing surfaces drop out with a
-      probability rising to `holes`, and random blobs cover about 9·holes % of the frame;
+      probability rising to `holes`, and random blobs cover about 9·holes % of the frame; the depth with holes
+      is also given as `raw_depth`;
+    - `depth_source`: what `depth` holds when there are holes: `raw` (default) the depth with holes, `filled`
+      the complete render (with `raw_depth` as the input, the setting of depth completion);
     - `native_size`: (rows, cols) rendered when no `img_size` is set (default 240x320). With `img_size` the
       scene is rendered directly at that size with the intrinsics scaled, so the base class's resize does nothing.
     """
 
     n_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
+    n_scene_classes = len(SCENE_NAMES)
     scene_names = SCENE_NAMES
+    given_keys = ("image", "depth", "label", "scene", "normals")
 
-    def __init__(self, root, split, task="seg", img_size=None, augmentations=None, img_norm=True, skip_bad=False,
-                 length=None, seed=0, holes=0.0, max_range=6.0, native_size=(240, 320)):
-        super().__init__(root, split, task, img_size, augmentations, img_norm, skip_bad)
+    @classmethod
+    def keys_for(cls, split, holes=0.0, **options):
+        with_holes = isinstance(holes, (int, float)) and not isinstance(holes, bool) and holes > 0
+        return cls.given_keys + (("raw_depth",) if with_holes else ())
+
+    def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
+                 skip_bad=False, length=None, seed=0, holes=0.0, max_range=6.0, native_size=(240, 320),
+                 depth_source="raw"):
+        super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
         if split not in SPLIT_STREAMS:
             raise PtsemsegError(f"synthetic split must be one of {', '.join(SPLIT_STREAMS)}, got '{split}'")
         lengths = length if isinstance(length, dict) else {split: length}
@@ -519,7 +539,11 @@ class Synthetic(DenseDataset):
         if not isinstance(native_size, (list, tuple)) or len(native_size) != 2 or not all(
                 _is_int(n) and n > 0 for n in native_size):
             raise PtsemsegError(f"data.native_size must be two positive integers (rows, cols), got {native_size!r}")
+        if depth_source not in ("raw", "filled"):
+            raise PtsemsegError(f"data.depth_source must be 'raw' or 'filled', got {depth_source!r}")
+        self.require_keys(holes=holes)
         self.seed, self.holes, self.max_range = seed, float(holes), float(max_range)
+        self.depth_source = depth_source
         self.native_size = tuple(native_size)
         self.render_size = self.img_size or self.native_size
         self.K = intrinsics(self.render_size, self.native_size)
@@ -534,9 +558,15 @@ class Synthetic(DenseDataset):
             raise IndexError(f"index {index} out of range for {self.length} items")
         rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index])
         scene = draw_scene(rng, self.half_fov_tan)
-        image, depth, label = render(scene, self.K, *self.render_size, rng, self.holes, self.max_range)
-        meta = {"name": f"{self.split}_{index:06d}", "index": index, "K": self.K.copy()}
-        return {"image": image, "depth": depth, "label": label, "scene": scene.kind, "meta": meta}
+        holed = "raw_depth" in self.keys or ("depth" in self.keys and self.depth_source == "raw")
+        maps = render(scene, self.K, *self.render_size, rng, self.holes if holed else 0.0, self.max_range,
+                      with_normals="normals" in self.keys)
+        if self.holes > 0 and self.depth_source == "raw" and "depth" in self.keys:
+            maps["depth"] = maps["raw_depth"].copy()
+        maps["scene"] = scene.kind
+        sample = {key: maps[key] for key in self.keys}
+        sample["meta"] = {"name": f"{self.split}_{index:06d}", "index": index, "K": self.K.copy()}
+        return sample
 
 
 def _is_int(value):
