@@ -71,6 +71,9 @@ class RunDirLock:
             os.close(fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise PtsemsegError(f"cannot lock run directory {self.run_dir}: {err.strerror}") from None
+            if _has_ended(owner):  # its forked DataLoader workers still hold the lock for a few seconds
+                raise PtsemsegError(f"run directory {self.run_dir} is still locked by the workers of run pid {owner}, "
+                                    "which has ended: retry in a few seconds") from None
             raise PtsemsegError(f"run directory {self.run_dir} is in use by another run (pid {owner}); "
                                 "wait for it to end or set training.out_dir to another directory") from None
         os.ftruncate(fd, 0)
@@ -85,6 +88,17 @@ class RunDirLock:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
         self.fd = None
+
+
+def _has_ended(pid):
+    """Whether process `pid` (a string read from a lock file) no longer exists."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, OSError):  # no pid recorded, or a process of another user
+        pass
+    return False
 
 
 def json_safe(value):

@@ -1,5 +1,9 @@
 """Run directories: the exclusive lock, atomic writes with unique temporary names, writability checks, metrics."""
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -8,6 +12,7 @@ import torch
 from ptsemseg.checkpoint import save_atomic
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.rundir import RunDirLock, check_output_file, check_writable_dir, drop_metrics_after, json_safe
+from tests.conftest import REPO
 
 
 def test_lock_is_exclusive_and_released(tmp_path):
@@ -19,6 +24,32 @@ def test_lock_is_exclusive_and_released(tmp_path):
                 pass
     with RunDirLock(run_dir):
         pass
+
+
+def test_lock_held_by_a_dead_runs_workers_says_so(tmp_path):
+    """A killed run's forked DataLoader workers hold its lock until they notice and exit: the message says the run
+    has ended and to retry."""
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from ptsemseg.rundir import RunDirLock
+        RunDirLock({str(tmp_path)!r}).__enter__()
+        worker = os.fork()
+        if worker == 0:
+            for fd in (1, 2):  # let the caller's reads of stdout and stderr end
+                os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+            time.sleep(120)
+            os._exit(0)
+        print(worker, flush=True)
+        os._exit(0)  # ends without releasing the lock, as a killed run does
+    """)
+    owner = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    worker = int(owner.stdout)
+    try:
+        pid = open(tmp_path / ".lock").read().strip()
+        with pytest.raises(PtsemsegError, match=f"still locked by the workers of run pid {pid}, which has ended"):
+            RunDirLock(str(tmp_path)).__enter__()
+    finally:
+        os.kill(worker, signal.SIGKILL)
 
 
 def test_lock_removes_temporaries_of_killed_writers(tmp_path):
