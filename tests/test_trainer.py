@@ -16,7 +16,6 @@ from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.trainer import ResumableSampler, Trainer
 from tests.conftest import REPO, run_script
-from tests.test_loaders_cityscapes_kitti import make_cityscapes
 
 
 def train(path, *overrides):
@@ -191,14 +190,16 @@ def test_non_finite_buffers_stop_and_keep_checkpoints(write_config, tmp_path):
             for name in ("last.pt", "best.pt", "metrics.jsonl")}
     resumed = Trainer(load_config(path, ["training.train_iters=8", f"training.resume={trainer.run_dir}/last.pt"]),
                       path)
+    name, batch_norm = next((name, module) for name, module in resumed.model.named_modules()
+                            if isinstance(module, torch.nn.BatchNorm2d))
     step = resumed.scheduler.step
 
     def step_then_corrupt():
         step()
-        resumed.model.backbone.bn1.running_var.fill_(float("inf"))
+        batch_norm.running_var.fill_(float("inf"))
 
     resumed.scheduler.step = step_then_corrupt
-    with pytest.raises(PtsemsegError, match="non-finite values in backbone.bn1.running_var at iteration 8"):
+    with pytest.raises(PtsemsegError, match=f"non-finite values in {name}.running_var at iteration 8"):
         resumed.run()
     assert {name: open(os.path.join(trainer.run_dir, name), "rb").read() for name in kept} == kept
 
@@ -318,6 +319,8 @@ def test_out_json_is_checked_before_evaluation(previous_run, tmp_path):
 def test_corrupt_image_in_a_worker_fails_in_one_line(write_config, tmp_path):
     """A truncated image met by a DataLoader worker process: the loader's one-line message, not the worker's
     traceback, and not glued to the progress bar."""
+    from tests.test_loaders_cityscapes_kitti import make_cityscapes
+
     path = write_config("corrupt.yaml")
     root = make_cityscapes(tmp_path / "cityscapes")
     image = root / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000019_leftImg8bit.png"
