@@ -19,7 +19,8 @@ def test_lock_is_exclusive_and_released(tmp_path):
     run_dir = str(tmp_path / "run")
     with RunDirLock(run_dir):
         assert open(os.path.join(run_dir, ".lock")).read() == f"{os.getpid()}\n"
-        with pytest.raises(PtsemsegError, match=f"run directory {run_dir} is in use by another run \\(pid {os.getpid()}\\)"):
+        busy = f"run directory {run_dir} is in use by another run \\(pid {os.getpid()}\\)"
+        with pytest.raises(PtsemsegError, match=busy):
             with RunDirLock(run_dir):
                 pass
     with RunDirLock(run_dir):
