@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes, safe loading and the checks that a checkpoint fits the model being built."""
 import os
 import random
+import secrets
 
 import numpy as np
 import torch
@@ -8,14 +9,45 @@ import torch
 from ptsemseg.errors import PtsemsegError
 
 
+def write_atomic(path, write):
+    """Call `write(handle)` on a new temporary file next to `path`, then rename it over `path`.
+
+    A crash never leaves half a file; the temporary name is unique (`<path>.<random>.tmp`, created
+    exclusively), so two writers never write into, or rename away, each other's file.
+    """
+    tmp_path = f"{path}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        os.unlink(tmp_path)
+        raise
+
+
 def save_atomic(state, path):
-    """Write `state` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
-    tmp_path = f"{path}.tmp"
-    with open(tmp_path, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp_path, path)
+    """Write `state` to `path` with torch.save through `write_atomic`."""
+    write_atomic(path, lambda handle: torch.save(state, handle))
+
+
+def first_non_finite(model, optimizer):
+    """Name of the first model weight, buffer (BN running statistics...) or optimizer state tensor holding
+    NaN or inf, or None when all are finite: such a state must never become a checkpoint."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    named = list(model.named_parameters()) + list(model.named_buffers())
+    named += [(f"optimizer {key} of {names.get(id(param), 'a parameter')}", value)
+              for param, state in optimizer.state.items() for key, value in state.items()
+              if isinstance(value, torch.Tensor)]
+    named = [(name, tensor) for name, tensor in named if tensor.is_floating_point()]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(tensor.detach()).all().to(named[0][1].device) for _, tensor in named])
+    if bool(finite.all()):
+        return None
+    return named[int((~finite).nonzero()[0])][0]
 
 
 def load_checkpoint(path):

@@ -6,15 +6,35 @@ and checkpoint have been checked.
 import argparse
 import json
 import math
-import os
 import sys
 import warnings
+
+from tqdm import tqdm
 
 from ptsemseg.errors import PtsemsegError
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def _close_progress_bars():
+    """Finish the progress bars still drawn, so that a message starts on a line of its own."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def error_message(err):
+    """The one-line message of `err`.
+
+    A DataLoader worker's exception comes back re-raised as the same class but with the worker's whole
+    traceback as its text, ending in `module.Class: message`; that last line's message is the original one.
+    """
+    text = str(err)
+    if "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[-1]
+    return text
 
 
 def guarded(main):
@@ -23,9 +43,11 @@ def guarded(main):
     try:
         main()
     except PtsemsegError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _close_progress_bars()
+        print(f"error: {error_message(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
 
@@ -101,12 +123,15 @@ def evaluate_main(description, split, argv=None):
     args = parser.parse_args(argv)
     if not args.config:
         parser.error("--config is required")
-    from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state
+    from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, write_atomic
     from ptsemseg.config import load_config
+    from ptsemseg.rundir import check_output_file, json_safe
     from ptsemseg.runtime import (build_dataset, build_model, eval_loader, evaluate, resolve_device,
                                   resolve_speed_modes, sample_keys)
     from ptsemseg.tasks import TaskSet
 
+    if args.out_json:
+        check_output_file(args.out_json, "--out-json")
     cfg = load_config(args.config, args.opts)
     split_key = f"{args.split}_split"
     model_path = args.model_path or cfg["testing"]["trained_model"]
@@ -122,6 +147,5 @@ def evaluate_main(description, split, argv=None):
     print(f"{cfg['data']['dataset']} {cfg['data'][split_key]} ({len(dataset)} images), {model_path}")
     print(format_table(scores, {name: task.class_names for name, task in tasks.items()}))
     if args.out_json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out_json)), exist_ok=True)
-        with open(args.out_json, "w", encoding="utf-8") as handle:
-            json.dump(scores, handle, indent=2)
+        text = json.dumps(json_safe(scores), indent=2, allow_nan=False)
+        write_atomic(args.out_json, lambda handle: handle.write(text.encode("utf-8")))

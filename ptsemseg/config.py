@@ -5,9 +5,11 @@ the closest valid names instead of an hour into a run.
 """
 import copy
 import inspect
+import math
 import os
 import re
 import warnings
+from collections.abc import Hashable
 
 import yaml
 
@@ -27,8 +29,8 @@ SCHEMA = {
         "print_interval": "int", "optimizer": "mapping", "loss": "mapping", "lr_schedule": "mapping",
         "augmentations": "mapping", "resume": "checkpoint path", "out_dir": "run directory",
         "amp": "auto | false | bf16 | fp16", "channels_last": "auto | bool", "device": "auto | cpu | cuda",
-        "checkpoint_interval": "int", "val_batch_size": "int", "best_metric": "<task>/<metric>",
-        "aux_weights": "mapping of <task>/<output> to weights",
+        "checkpoint_interval": "int", "checkpoint_minutes": "number", "val_batch_size": "int",
+        "best_metric": "<task>/<metric>", "aux_weights": "mapping of <task>/<output> to weights",
     },
     "testing": {
         "trained_model": "checkpoint path", "min_depth": "float", "max_depth": "float",
@@ -36,8 +38,11 @@ SCHEMA = {
     },
 }
 
-# Keys that the seed projects' own configs carry but that mean nothing here: warn, do not fail.
-LEGACY_KEYS = {"training": {"visdom", "l_rate", "momentum", "weight_decay"}}
+# Keys that the seed projects' own configs carry: warn, do not fail. pytorch-semseg's first configs had no
+# `training.optimizer` and trained SGD(lr=l_rate, momentum, weight_decay): without an optimizer mapping these three
+# keep that meaning; beside one, the seed ignored them too. Its code never read `l_schedule` (always empty).
+LEGACY_KEYS = {"training": {"visdom", "l_rate", "l_schedule", "momentum", "weight_decay"}}
+LEGACY_SGD_OPTIONS = {"l_rate": "lr", "momentum": "momentum", "weight_decay": "weight_decay"}
 
 DEFAULTS = {
     "task": "seg",
@@ -48,16 +53,34 @@ DEFAULTS = {
                  "print_interval": 50, "optimizer": None, "loss": None, "lr_schedule": None,
                  "augmentations": None, "resume": None, "out_dir": None, "amp": "auto",
                  "channels_last": "auto", "device": "auto", "checkpoint_interval": None,
-                 "val_batch_size": None, "best_metric": None, "aux_weights": None},
+                 "checkpoint_minutes": 10, "val_batch_size": None, "best_metric": None, "aux_weights": None},
     "testing": {"trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
                 "median_scaling": False},
 }
 
-POSITIVE_INTS = ("train_iters", "batch_size", "val_interval", "print_interval")
+POSITIVE_INTS = ("train_iters", "batch_size", "val_interval", "print_interval", "checkpoint_interval",
+                 "val_batch_size")
+
+# Largest image side accepted: far above any dataset's native size, below OpenCV's 32767-pixel warp limit.
+MAX_SIDE = 16384
 
 
 class ConfigLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that also reads `1e-4` as a float (YAML 1.2), as researchers write learning rates."""
+    """yaml.SafeLoader that also reads `1e-4` as a float (YAML 1.2), as researchers write learning rates, and
+    refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, Hashable) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key}' (first on line {seen[key] + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
 
 
 ConfigLoader.add_implicit_resolver(
@@ -85,14 +108,21 @@ def read_yaml(path):
     """Parse one YAML file with safe_load; syntax errors name the file and line."""
     if not os.path.isfile(path):
         raise PtsemsegError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            cfg = safe_load(handle)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(err, "problem", None) or "invalid YAML"
-            raise PtsemsegError(f"YAML syntax error in {path}{where}: {problem}") from None
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise PtsemsegError(f"config {path} line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 text "
+                            "(save the file as UTF-8)") from None
+    try:
+        cfg = safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise PtsemsegError(f"YAML syntax error in {path}{where}: {problem}") from None
     if cfg is None:
         return {}
     if not isinstance(cfg, dict):
@@ -187,11 +217,9 @@ def validate(cfg, path):
         if isinstance(keys, dict) and value is not None:
             if not isinstance(value, dict):
                 _fail(path, section, "must be a mapping")
-            for key in list(value):
-                if key in LEGACY_KEYS.get(section, ()):
-                    warnings.warn(f"config {path}: {section}.{key} is ignored (seed-project key)")
-                    value.pop(key)
-                elif key not in keys and section != "data":
+            _apply_seed_keys(path, section, value)
+            for key in value:
+                if key not in keys and section != "data":
                     _fail(path, f"{section}.{key}", f"unknown key{closest(key, keys)}")
 
     model = cfg.get("model")
@@ -219,16 +247,25 @@ def validate(cfg, path):
     _check_sample_keys(path, model["arch"], task, DATASETS.get(data["dataset"]), data, options)
     for key in ("img_rows", "img_cols"):
         value = data.get(key, "same")
-        if value != "same" and not (isinstance(value, int) and value > 0):
+        if value != "same" and not (_is_int(value) and value > 0):
             _fail(path, f"data.{key}", f"must be a positive integer or 'same', got {value!r}")
+        if value != "same" and value > MAX_SIDE:
+            _fail(path, f"data.{key}", f"{value} pixels is more than the largest supported side, {MAX_SIDE}")
     if (data.get("img_rows", "same") == "same") != (data.get("img_cols", "same") == "same"):
         _fail(path, "data.img_rows", "img_rows and img_cols must both be sizes or both 'same'")
+    _check_bool(path, "data.img_norm", data.get("img_norm"))
 
     training = cfg.get("training") or {}
     for key in POSITIVE_INTS:
         value = training.get(key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             _fail(path, f"training.{key}", f"must be a positive integer, got {value!r}")
+    n_workers = training.get("n_workers")
+    if n_workers is not None and not (_is_int(n_workers) and n_workers >= 0):
+        _fail(path, "training.n_workers", f"must be 0 (load in the main process) or more, got {n_workers!r}")
+    minutes = training.get("checkpoint_minutes")
+    if minutes is not None and not _is_positive_number(minutes):
+        _fail(path, "training.checkpoint_minutes", f"must be a positive number of minutes, got {minutes!r}")
     for key, registry in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULERS)):
         value = training.get(key)
         if value is None:
@@ -248,9 +285,59 @@ def validate(cfg, path):
         _fail(path, "training.channels_last", f"must be auto, true or false, got {training['channels_last']!r}")
     if training.get("device") not in (None, "auto", "cpu", "cuda"):
         _fail(path, "training.device", f"must be auto, cpu or cuda, got {training['device']!r}")
-    crop = (cfg.get("testing") or {}).get("crop")
+    _validate_testing(path, cfg.get("testing") or {})
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _check_bool(path, key, value):
+    if value is not None and not isinstance(value, bool):
+        _fail(path, key, f"must be true or false, got {value!r}")
+
+
+def _validate_testing(path, testing):
+    """The evaluation protocol's keys, which training also uses at every validation."""
+    crop = testing.get("crop")
     if crop not in (None, "none", "garg", "eigen"):
         _fail(path, "testing.crop", f"must be none, garg or eigen, got {crop!r}")
+    for key in ("min_depth", "max_depth"):
+        value = testing.get(key)
+        if value is not None and not _is_positive_number(value):
+            _fail(path, f"testing.{key}", f"must be a positive number of metres, got {value!r}")
+    min_depth = testing.get("min_depth") or DEFAULTS["testing"]["min_depth"]
+    max_depth = testing.get("max_depth") or DEFAULTS["testing"]["max_depth"]
+    if min_depth >= max_depth:
+        _fail(path, "testing.min_depth", f"must be below testing.max_depth, got {min_depth} and {max_depth}")
+    _check_bool(path, "testing.median_scaling", testing.get("median_scaling"))
+    trained_model = testing.get("trained_model")
+    if trained_model is not None and not isinstance(trained_model, str):
+        _fail(path, "testing.trained_model", f"must be a checkpoint path, got {trained_model!r}")
+
+
+def _apply_seed_keys(path, section, values):
+    """Give the seed projects' keys of `section` their seed meaning, or drop them, with a warning naming each."""
+    from ptsemseg.optimizers import DEFAULT_OPTIMIZER
+
+    if section == "training" and isinstance(values.get("optimizer"), dict) and "name" not in values["optimizer"]:
+        warnings.warn(f"config {path}: training.optimizer has no name: sgd, as in the seed projects")
+        values["optimizer"] = {"name": "sgd", **values["optimizer"]}
+    sgd_options = {}
+    for key in [key for key in values if key in LEGACY_KEYS.get(section, ())]:
+        value = values.pop(key)
+        if key in LEGACY_SGD_OPTIONS and values.get("optimizer") is None and value is not None:
+            warnings.warn(f"config {path}: {section}.{key} is a seed-project key: used as "
+                          f"training.optimizer.{LEGACY_SGD_OPTIONS[key]} of sgd, as in the seed projects")
+            sgd_options[LEGACY_SGD_OPTIONS[key]] = value
+        else:
+            warnings.warn(f"config {path}: {section}.{key} is ignored (seed-project key)")
+    if sgd_options:
+        values["optimizer"] = {**DEFAULT_OPTIMIZER, **sgd_options}
 
 
 def _check_sample_keys(path, arch, task, dataset_cls, data, options):

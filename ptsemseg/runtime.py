@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from ptsemseg.augmentations import get_composed_augmentations
+from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import get_loader
 from ptsemseg.models import get_model, model_input_keys, model_inputs
 from ptsemseg.tasks import TASKS, parse_task_spec
@@ -26,6 +27,8 @@ def seed_everything(seed):
 def resolve_device(name):
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PtsemsegError("training.device is cuda, but PyTorch finds no usable CUDA GPU here: use auto or cpu")
     return torch.device(name)
 
 

@@ -6,7 +6,6 @@ model, optimizer, scheduler, AMP scaler, RNG states and the iteration, and the d
 of (seed, sample counter), so a resumed run replays exactly what an uninterrupted run would have done.
 """
 import datetime
-import json
 import os
 import time
 
@@ -15,12 +14,14 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, rng_state, save_atomic, set_rng_state
+from ptsemseg.checkpoint import (check_compatible, first_non_finite, load_checkpoint, load_model_state, rng_state,
+                                 save_atomic, set_rng_state)
 from ptsemseg.config import save_config
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.losses import TaskSetLoss
 from ptsemseg.models import model_inputs
 from ptsemseg.optimizers import get_optimizer
+from ptsemseg.rundir import RunDirLock, append_metrics, check_writable_dir, drop_metrics_after
 from ptsemseg.runtime import (autocast, build_dataset, build_model, eval_loader, evaluate, sample_keys,
                               resolve_device, resolve_speed_modes, seed_everything, to_device)
 from ptsemseg.schedulers import get_scheduler
@@ -89,7 +90,11 @@ class Trainer:
             self._restore(load_checkpoint(resume), resume)
         self.run_dir = training["out_dir"] or (os.path.dirname(os.path.abspath(resume)) if resume
                                                else default_run_dir(config_path))
-        if not resume and os.path.exists(os.path.join(self.run_dir, "last.pt")):
+        check_writable_dir(self.run_dir, "training.out_dir")
+        self._check_new_run()
+
+    def _check_new_run(self):
+        if not self.cfg["training"]["resume"] and os.path.exists(os.path.join(self.run_dir, "last.pt")):
             raise PtsemsegError(f"run directory {self.run_dir} already holds a run: set training.resume to continue "
                                 "it or training.out_dir to start another")
 
@@ -129,13 +134,23 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.cfg["seed"]))
 
     def run(self):
-        """Train to `train_iters`; returns the last validation scores."""
+        """Train to `train_iters` holding the run directory's lock; returns the last validation scores.
+
+        Under the lock, the run directory is checked again (another run may have finished there since
+        __init__) and, on resume, metrics.jsonl loses the records past the checkpoint, which are replayed.
+        """
+        with RunDirLock(self.run_dir):
+            self._check_new_run()
+            drop_metrics_after(self.run_dir, self.start_iter)
+            return self._train()
+
+    def _train(self):
         training = self.cfg["training"]
-        os.makedirs(self.run_dir, exist_ok=True)
         save_config(self.cfg, os.path.join(self.run_dir, "config.yaml"))
         writer = SummaryWriter(self.run_dir)
         val_loader = eval_loader(self.cfg, self.val_set, self.device)
         checkpoint_interval = training["checkpoint_interval"] or training["val_interval"]
+        last_write = time.monotonic()
         batches = iter(self._train_loader())
         scores = {}
         running_loss = torch.zeros((), device=self.device)
@@ -179,19 +194,35 @@ class Trainer:
                 window_start, window_iters = time.perf_counter(), 0
 
             validate = iteration % training["val_interval"] == 0 or iteration == training["train_iters"]
+            # last.pt also every checkpoint_minutes of wall-clock time; its content depends only on the iteration.
+            checkpoint = (validate or iteration % checkpoint_interval == 0
+                          or time.monotonic() - last_write >= 60 * training["checkpoint_minutes"])
+            if checkpoint:
+                self._check_state(finite, iteration)
             if validate:
                 scores = self._validate(val_loader, iteration, writer)
-            if validate or iteration % checkpoint_interval == 0:
-                self._check_finite(finite, iteration)
+            if checkpoint:
                 save_atomic(self._state(iteration), os.path.join(self.run_dir, "last.pt"))
+                last_write = time.monotonic()
         progress.close()
         writer.close()
         return scores
 
     def _check_finite(self, finite, iteration):
         if not bool(finite):
-            raise PtsemsegError(f"non-finite loss before iteration {iteration}; the run stopped, the last good "
-                                f"checkpoint is kept in {self.run_dir} (lower the learning rate?)")
+            raise PtsemsegError(f"non-finite loss before iteration {iteration}; {self._stopped()}")
+
+    def _check_state(self, finite, iteration):
+        """The loss, then every weight, buffer and optimizer state, before they are validated or saved."""
+        self._check_finite(finite, iteration)
+        name = first_non_finite(self.model, self.optimizer)
+        if name is not None:
+            raise PtsemsegError(f"non-finite values in {name} at iteration {iteration}; {self._stopped()}")
+
+    def _stopped(self):
+        kept = (f"the last good checkpoint is kept in {self.run_dir}"
+                if os.path.exists(os.path.join(self.run_dir, "last.pt")) else "no checkpoint was written")
+        return f"the run stopped, {kept} (lower the learning rate?)"
 
     def _validate(self, val_loader, iteration, writer):
         scores, batch, predictions = evaluate(self.model, val_loader, self.tasks, self.cfg, self.device)
@@ -200,8 +231,7 @@ class Trainer:
                 writer.add_scalar(f"val/{name}", value, iteration)
         grid = image_grid(self.tasks, batch, predictions)
         writer.add_image("val/input_truth_prediction", grid, iteration, dataformats="HWC")
-        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"iteration": iteration, **scores}) + "\n")
+        append_metrics(self.run_dir, {"iteration": iteration, **scores})
         summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
         tqdm.write(f"iter {iteration}: {summary}")
         if self.tasks.is_better(scores, self.best):

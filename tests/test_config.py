@@ -1,9 +1,11 @@
 """Config loading: seed schema, `_base_` inheritance, overrides and validation messages."""
 import pytest
+import torch
 import yaml
 
-from ptsemseg.config import load_config, parse_overrides
+from ptsemseg.config import load_config, parse_overrides, safe_load
 from ptsemseg.errors import PtsemsegError
+from ptsemseg.models import MODELS
 from tests.conftest import tiny_config
 
 
@@ -21,6 +23,7 @@ def test_defaults_and_empty_values(tmp_path):
     assert resolved["training"]["resume"] is None
     assert resolved["data"]["img_rows"] == "same"
     assert resolved["testing"]["max_depth"] == 80.0
+    assert resolved["training"]["checkpoint_minutes"] == 10
 
 
 def test_base_inheritance_child_wins(tmp_path):
@@ -63,6 +66,17 @@ def test_bad_override_syntax(override):
     ("training.batch_size=0", "training.batch_size: must be a positive integer"),
     ("task=segmentation", "task: must be 'seg' or 'depth'"),
     ("data.img_rows=same", "img_rows and img_cols must both"),
+    ("training.n_workers=-1", "training.n_workers: must be 0 (load in the main process) or more, got -1"),
+    ("training.checkpoint_interval=0", "training.checkpoint_interval: must be a positive integer, got 0"),
+    ("training.val_batch_size=0", "training.val_batch_size: must be a positive integer, got 0"),
+    ("training.checkpoint_minutes=-5", "training.checkpoint_minutes: must be a positive number of minutes"),
+    ("data.img_norm=maybe", "data.img_norm: must be true or false, got 'maybe'"),
+    ("data.img_rows=100000", "data.img_rows: 100000 pixels is more than the largest supported side, 16384"),
+    ("testing.min_depth=abc", "testing.min_depth: must be a positive number of metres, got 'abc'"),
+    ("testing.max_depth=-1", "testing.max_depth: must be a positive number of metres, got -1"),
+    ("testing.min_depth=80", "testing.min_depth: must be below testing.max_depth, got 80 and 80.0"),
+    ("testing.median_scaling=maybe", "testing.median_scaling: must be true or false, got 'maybe'"),
+    ("testing.trained_model=[a.pt]", "testing.trained_model: must be a checkpoint path"),
 ])
 def test_validation_names_file_key_and_closest(tmp_path, override, message):
     path = dump(tmp_path / "c.yaml", tiny_config())
@@ -74,10 +88,87 @@ def test_validation_names_file_key_and_closest(tmp_path, override, message):
 
 def test_seed_project_keys_warn_instead_of_failing(tmp_path):
     cfg = tiny_config()
-    cfg["training"].update({"visdom": False, "l_rate": 1e-4, "momentum": 0.99})
-    with pytest.warns(UserWarning, match="training.visdom is ignored"):
+    cfg["training"].update({"visdom": False, "l_rate": 1e-4, "momentum": 0.99, "l_schedule": None})
+    with pytest.warns(UserWarning) as caught:
         resolved = load_config(dump(tmp_path / "c.yaml", cfg))
-    assert "visdom" not in resolved["training"]
+    messages = {str(warning.message) for warning in caught}
+    for key in ("visdom", "l_rate", "momentum", "l_schedule"):
+        assert f"config {tmp_path / 'c.yaml'}: training.{key} is ignored (seed-project key)" in messages
+        assert key not in resolved["training"]
+    assert resolved["training"]["optimizer"] == {"name": "adam", "lr": 1e-3}
+
+
+def test_seed_sgd_keys_without_an_optimizer_keep_their_meaning(tmp_path):
+    """pytorch-semseg's first configs had no optimizer mapping: training SGD(lr=l_rate, momentum, weight_decay)."""
+    cfg = tiny_config()
+    cfg["training"].update({"optimizer": None, "l_rate": 1.0e-10, "momentum": 0.99, "weight_decay": 5.0e-4,
+                            "l_schedule": None})
+    with pytest.warns(UserWarning) as caught:
+        resolved = load_config(dump(tmp_path / "c.yaml", cfg))
+    messages = " | ".join(str(warning.message) for warning in caught)
+    assert "training.l_rate is a seed-project key: used as training.optimizer.lr of sgd" in messages
+    assert "training.momentum is a seed-project key: used as training.optimizer.momentum of sgd" in messages
+    assert "training.l_schedule is ignored (seed-project key)" in messages
+    assert resolved["training"]["optimizer"] == {"name": "sgd", "lr": 1.0e-10, "momentum": 0.99,
+                                                 "weight_decay": 5.0e-4}
+    assert "l_rate" not in resolved["training"] and "l_schedule" not in resolved["training"]
+
+
+def test_optimizer_without_name_is_sgd(tmp_path):
+    cfg = tiny_config()
+    cfg["training"]["optimizer"] = {"lr": 1.0e-4, "momentum": 0.9}
+    with pytest.warns(UserWarning, match="training.optimizer has no name: sgd"):
+        resolved = load_config(dump(tmp_path / "c.yaml", cfg))
+    assert resolved["training"]["optimizer"] == {"name": "sgd", "lr": 1.0e-4, "momentum": 0.9}
+
+
+@pytest.mark.parametrize("arch", MODELS.names())
+def test_every_architecture_accepts_pretrained_none(tmp_path, arch):
+    """Swapping model.arch in a YAML that says `pretrained: none` keeps working."""
+    cfg = tiny_config()
+    cfg["model"] = {"arch": arch, "pretrained": "none"}
+    assert load_config(dump(tmp_path / "c.yaml", cfg))["model"] == {"arch": arch, "pretrained": "none"}
+
+
+@pytest.mark.parametrize("arch", ["frrnA", "dispnet"])
+def test_architectures_without_imagenet_weights_take_a_weights_file(tmp_path, arch):
+    torch.manual_seed(0)
+    source = MODELS.get(arch)(task="depth", n_outputs=1)
+    torch.save({"model_state": source.state_dict()}, tmp_path / "weights.pt")
+    loaded = MODELS.get(arch)(task="depth", n_outputs=1, pretrained=str(tmp_path / "weights.pt"))
+    assert all(torch.equal(value, loaded.state_dict()[key]) for key, value in source.state_dict().items())
+    with pytest.raises(PtsemsegError, match=f"{arch} has no ImageNet weights"):
+        MODELS.get(arch)(task="depth", n_outputs=1, pretrained="imagenet")
+    with pytest.raises(PtsemsegError, match=f"weights.pt do not fit {arch}"):
+        MODELS.get(arch)(task="seg", n_outputs=5, pretrained=str(tmp_path / "weights.pt"))
+
+
+def test_duplicate_keys_fail_naming_file_key_and_line(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump(tiny_config()) + "training:\n  batch_size: 4\n")
+    with pytest.raises(PtsemsegError) as err:
+        load_config(str(path))
+    line = len(path.read_text().splitlines()) - 1
+    assert f"{path} line {line}" in str(err.value) and "duplicate key 'training'" in str(err.value)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("model:\n  arch: deeplab\n  backbone: resnet18\n  arch: segnet\n")
+    with pytest.raises(PtsemsegError, match="nested.yaml line 4, column 3: duplicate key 'arch' \\(first on line 2\\)"):
+        load_config(str(nested))
+    with pytest.raises(PtsemsegError, match="bad override"):
+        load_config(dump(tmp_path / "c.yaml", tiny_config()), ["training.optimizer={name: adam, name: sgd}"])
+
+
+def test_yaml_merge_keys_may_repeat_keys():
+    """`<<: *anchor` followed by one of the anchor's keys overrides it: that is not a duplicate."""
+    assert safe_load("base: &base {batch_size: 2, train_iters: 6}\ntraining:\n  <<: *base\n  batch_size: 4\n") == \
+        {"base": {"batch_size": 2, "train_iters": 6}, "training": {"batch_size": 4, "train_iters": 6}}
+
+
+def test_non_utf8_config_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"model:\n  arch: deeplab # caf\xe9\n")
+    with pytest.raises(PtsemsegError, match=r"latin1.yaml line 2: byte 0xe9 is not UTF-8 text"):
+        load_config(str(path))
 
 
 def test_yaml_syntax_error_shows_line(tmp_path):

@@ -11,7 +11,9 @@ import torch
 import yaml
 
 from ptsemseg import runtime
+from ptsemseg import trainer as trainer_module
 from ptsemseg.config import load_config
+from ptsemseg.errors import PtsemsegError
 from ptsemseg.trainer import ResumableSampler, Trainer
 from tests.conftest import REPO, run_script
 
@@ -55,26 +57,30 @@ def _last_iteration(path):
 
 
 def test_exact_resume_after_kill(write_config, tmp_path):
-    """Killed with SIGKILL mid-run and resumed, training ends bit-identical to an uninterrupted run."""
+    """Killed with SIGKILL after its first validation and resumed, training ends bit-identical to an uninterrupted
+    run, with the same metrics.jsonl. The killed run takes last.pt by wall-clock time (checkpoint_minutes), the
+    reference every 2 iterations: a checkpoint's content does not depend on when it is written."""
     training = {"train_iters": 40, "val_interval": 20, "checkpoint_interval": 2, "print_interval": 5,
                 "lr_schedule": {"name": "poly_lr", "warmup_iters": 5},
                 "augmentations": {"hflip": 0.5, "brightness": 0.2}}
     reference = write_config("reference.yaml", training=training)
     _, _ = train(reference)
-    interrupted = write_config("interrupted.yaml", training=training)
+    interrupted = write_config("interrupted.yaml",
+                               training={**training, "checkpoint_interval": 20, "checkpoint_minutes": 0.002})
     run_dir = str(tmp_path / "interrupted")
     process = subprocess.Popen([sys.executable, "train.py", "--config", interrupted], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads())))
     last = os.path.join(run_dir, "last.pt")
     deadline = time.time() + 300
-    while _last_iteration(last) is None and time.time() < deadline and process.poll() is None:
+    while (_last_iteration(last) or 0) <= 20 and time.time() < deadline and process.poll() is None:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     stopped_at = _last_iteration(last)
-    assert stopped_at is not None and stopped_at < 40, "the run was not interrupted mid-way"
+    assert stopped_at is not None and 20 < stopped_at < 40, "the run was not interrupted mid-way"
     train(interrupted, f"training.resume={last}")
+    assert read_metrics(run_dir) == read_metrics(tmp_path / "reference")
 
     expected = torch.load(os.path.join(tmp_path, "reference", "last.pt"), weights_only=True)
     resumed = torch.load(last, weights_only=True)
@@ -115,6 +121,44 @@ def test_list_prints_every_kind():
     assert "deeplab" in result.stdout and "synthetic" in result.stdout
 
 
+def read_metrics(run_dir):
+    """metrics.jsonl's records, parsed as strict JSON (a bare NaN or Infinity fails)."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as handle:
+        return [json.loads(line, parse_constant=refuse) for line in handle]
+
+
+def test_resume_drops_metrics_past_the_checkpoint(write_config, tmp_path):
+    """A kill between writing a metrics record and renaming last.pt leaves records past the checkpoint: the resumed
+    run replays those iterations, and metrics.jsonl holds each iteration once."""
+    path = write_config("metrics.yaml", training={"train_iters": 3, "val_interval": 3})
+    trainer, _ = train(path)
+    last = os.path.join(trainer.run_dir, "last.pt")
+    at_3 = open(last, "rb").read()
+    train(path, "training.train_iters=6", f"training.resume={last}")
+    assert [record["iteration"] for record in read_metrics(trainer.run_dir)] == [3, 6]
+    with open(os.path.join(trainer.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+        handle.write('{"iteration": 6, "mean_')  # torn by the kill
+    open(last, "wb").write(at_3)  # as if killed before last.pt at iteration 6 was renamed into place
+    train(path, "training.train_iters=6", f"training.resume={last}")
+    assert [record["iteration"] for record in read_metrics(trainer.run_dir)] == [3, 6]
+    assert not [name for name in os.listdir(trainer.run_dir) if name.endswith(".tmp")]
+
+
+def test_non_finite_metrics_are_written_as_null(write_config, monkeypatch):
+    def nan_scores(*args, **kwargs):
+        scores, batch, prediction = runtime.evaluate(*args, **kwargs)
+        return {**scores, "mean_iou": float("nan"), "per_class_iou": [float("inf")] * 6}, batch, prediction
+
+    monkeypatch.setattr(trainer_module, "evaluate", nan_scores)
+    trainer, _ = train(write_config(training={"train_iters": 2, "val_interval": 2}))
+    (record,) = read_metrics(trainer.run_dir)
+    assert record["mean_iou"] is None and record["per_class_iou"] == [None] * 6
+    assert record["overall_acc"] is not None
+
+
 def test_non_finite_loss_stops_and_keeps_checkpoint(write_config, tmp_path):
     path = write_config("nan.yaml", training={"train_iters": 8, "val_interval": 4, "print_interval": 4})
     trainer, _ = train(path)
@@ -127,13 +171,57 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(write_config, tmp_path):
     assert open(os.path.join(trainer.run_dir, "last.pt"), "rb").read() == before
 
 
+def test_non_finite_weights_stop_before_validation(write_config, tmp_path):
+    """SGD at lr 1e6: the weights turn NaN; the run stops before the first validation, so no best.pt, last.pt
+    or metrics record ever holds them."""
+    path = write_config("sgd.yaml", training={"optimizer": {"name": "sgd", "lr": 1.0e6}, "print_interval": 5,
+                                              "val_interval": 3})
+    result = run_script("train.py", "--config", path)
+    assert_error_on_own_line(result, "non-finite")
+    assert not {"last.pt", "best.pt", "metrics.jsonl"} & set(os.listdir(tmp_path / "sgd"))
+
+
+def test_non_finite_buffers_stop_and_keep_checkpoints(write_config, tmp_path):
+    """Finite loss but an inf BN running statistic (as Adam at lr 1e6 produces): the run stops naming the buffer,
+    and last.pt, best.pt and metrics.jsonl stay as the last good state left them."""
+    path = write_config("bn.yaml", training={"train_iters": 4, "val_interval": 4})
+    trainer, _ = train(path)
+    kept = {name: open(os.path.join(trainer.run_dir, name), "rb").read()
+            for name in ("last.pt", "best.pt", "metrics.jsonl")}
+    resumed = Trainer(load_config(path, ["training.train_iters=8", f"training.resume={trainer.run_dir}/last.pt"]),
+                      path)
+    name, batch_norm = next((name, module) for name, module in resumed.model.named_modules()
+                            if isinstance(module, torch.nn.BatchNorm2d))
+    step = resumed.scheduler.step
+
+    def step_then_corrupt():
+        step()
+        batch_norm.running_var.fill_(float("inf"))
+
+    resumed.scheduler.step = step_then_corrupt
+    with pytest.raises(PtsemsegError, match=f"non-finite values in {name}.running_var at iteration 8"):
+        resumed.run()
+    assert {name: open(os.path.join(trainer.run_dir, name), "rb").read() for name in kept} == kept
+
+
 def assert_one_line_error(result, *fragments):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def assert_error_on_own_line(result, *fragments):
+    """A failure after training started: one error line, exit 2, no traceback, and the message on a line of its own
+    (not glued to the progress bar, whose redraws are separated by carriage returns)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.split("\n") if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture
@@ -169,6 +257,80 @@ def test_bad_inputs_fail_in_one_line(previous_run, tmp_path):
     assert_one_line_error(run_script("train.py", "--config", path, "--opts", into_run), "already holds a run")
 
 
+def test_bad_inputs_fail_before_writing(previous_run, tmp_path, monkeypatch):
+    """Each fails in one line naming the culprit, writes no new run directory and leaves the previous run as it was
+    (the fixture checks), also when it resumes that run."""
+    path, run_dir = previous_run
+    resume = f"training.resume={os.path.join(run_dir, 'last.pt')}"
+    new_dir = tmp_path / "new"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    text = open(path, encoding="utf-8").read()
+    seed_line = text.splitlines().index("seed: 3") + 1
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(text.encode().replace(b"seed: 3", b"seed: 3 # caf\xe9"))
+    duplicate = tmp_path / "duplicate.yaml"
+    duplicate.write_text(text + "seed: 4\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    cases = [
+        (["training.n_workers=-1", resume], ["training.n_workers", "-1"]),
+        (["training.n_workers=-1"], ["training.n_workers"]),
+        (["training.device=cuda"], ["training.device", "cuda"]),
+        (["data.img_rows=100000", "data.img_cols=64"], ["data.img_rows", "100000", "16384"]),
+        ([f"training.out_dir={a_file}"], ["training.out_dir", "a_file is a file"]),
+        ([f"training.out_dir={a_file / 'run'}"], ["training.out_dir", "a_file is a file"]),
+        (["training.out_dir=/sys/ptsemseg-run"], ["training.out_dir", "cannot write into /sys"]),
+        (["task=depth", "testing.min_depth=abc"], ["testing.min_depth", "'abc'"]),
+        (["task=depth", "testing.min_depth=90"], ["testing.min_depth", "below testing.max_depth"]),
+        (["training.checkpoint_interval=0"], ["training.checkpoint_interval", "positive integer"]),
+        (["training.checkpoint_minutes=0"], ["training.checkpoint_minutes", "positive number"]),
+        (["training.val_batch_size=0"], ["training.val_batch_size", "positive integer"]),
+        (["data.img_norm=maybe"], ["data.img_norm", "true or false"]),
+        (["testing.median_scaling=maybe"], ["testing.median_scaling", "true or false"]),
+        (["model.pretrained=imagenet", "model.arch=frrnA", "model.backbone="], ["frrnA has no ImageNet weights"]),
+    ]
+    for overrides, fragments in cases:
+        out_dir = [] if any(o.startswith(("training.out_dir", "training.resume")) for o in overrides) \
+            else [f"training.out_dir={new_dir}"]
+        assert_one_line_error(run_script("train.py", "--config", path, "--opts", *overrides, *out_dir), *fragments)
+        assert not new_dir.exists(), overrides
+    assert a_file.read_text() == "not a directory"
+    assert_one_line_error(run_script("train.py", "--config", str(latin1), "--opts", f"training.out_dir={new_dir}"),
+                          str(latin1), f"line {seed_line}:", "0xe9", "UTF-8")
+    assert_one_line_error(run_script("train.py", "--config", str(duplicate), "--opts", f"training.out_dir={new_dir}"),
+                          str(duplicate), "duplicate key 'seed'", f"line {len(text.splitlines()) + 1}",
+                          f"first on line {seed_line}")
+    assert not new_dir.exists()
+
+
+def test_out_json_is_checked_before_evaluation(previous_run, tmp_path):
+    """A missing or unwritable --out-json directory fails before the checkpoint is even read (here: missing)."""
+    path, run_dir = previous_run
+    missing_checkpoint = str(tmp_path / "missing.pt")
+    for out_json, fragment in ((tmp_path / "no_dir" / "scores.json", "does not exist"),
+                               ("/sys/ptsemseg-scores.json", "cannot write into /sys"),
+                               (tmp_path, "is a directory")):
+        result = run_script("validate_seg.py", "--config", path, "--model_path", missing_checkpoint,
+                            "--out-json", str(out_json))
+        assert_one_line_error(result, "--out-json", fragment)
+    assert not (tmp_path / "no_dir").exists()
+
+
+def test_corrupt_image_in_a_worker_fails_in_one_line(write_config, tmp_path):
+    """A truncated image met by a DataLoader worker process: the loader's one-line message, not the worker's
+    traceback, and not glued to the progress bar."""
+    from tests.test_loaders_cityscapes_kitti import make_cityscapes
+
+    path = write_config("corrupt.yaml")
+    root = make_cityscapes(tmp_path / "cityscapes")
+    image = root / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000019_leftImg8bit.png"
+    image.write_bytes(image.read_bytes()[:100])
+    result = run_script("train.py", "--config", path, "--opts", "data.dataset=cityscapes", f"data.path={root}",
+                        "data.length=", "data.img_rows=16", "data.img_cols=32", "training.n_workers=1",
+                        "training.batch_size=1", f"training.out_dir={tmp_path / 'corrupt'}")
+    assert_error_on_own_line(result, "cannot decode image", str(image))
+
+
 def test_bad_checkpoints_fail_in_one_line(previous_run, tmp_path):
     path, run_dir = previous_run
     last = os.path.join(run_dir, "last.pt")
@@ -192,6 +354,45 @@ def test_bad_checkpoints_fail_in_one_line(previous_run, tmp_path):
     torch.save(other_classes, tmp_path / "classes19.pt")
     assert_one_line_error(run_script("train.py", "--config", path, "--opts",
                                      f"training.resume={tmp_path / 'classes19.pt'}", other_dir), "n_outputs=19")
+
+
+def test_second_run_into_a_busy_run_directory_fails(write_config, tmp_path):
+    """A run owns its directory: another run into it fails in one line naming the directory and the owner's pid,
+    writing nothing; once the owner is killed (no clean exit), the directory is free again."""
+    path = write_config("busy.yaml", training={"train_iters": 100000, "val_interval": 100000,
+                                               "checkpoint_minutes": 1000})
+    run_dir = tmp_path / "busy"
+    owner = subprocess.Popen([sys.executable, "train.py", "--config", path], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.time() + 300
+        while (not any(name.startswith("events.out") for name in (os.listdir(run_dir) if run_dir.exists() else []))
+               and time.time() < deadline and owner.poll() is None):
+            time.sleep(0.05)
+        before = sorted(os.listdir(run_dir))
+        result = run_script("train.py", "--config", path, "--opts", "training.train_iters=2")
+        assert_one_line_error(result, f"run directory {run_dir} is in use by another run (pid {owner.pid})")
+        assert sorted(os.listdir(run_dir)) == before
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    result = run_script("train.py", "--config", path, "--opts", "training.train_iters=2", "training.val_interval=2")
+    assert result.returncode == 0, result.stderr
+    assert _last_iteration(run_dir / "last.pt") == 2
+
+
+def test_checkpoint_minutes_bound_the_time_between_checkpoints(write_config, monkeypatch):
+    """last.pt comes every checkpoint_interval iterations and, in between, whenever checkpoint_minutes have passed
+    since the last write (a tiny value here: every iteration)."""
+    written = []
+    monkeypatch.setattr(trainer_module, "save_atomic",
+                        lambda state, path: written.append((os.path.basename(path), state["iteration"])))
+    path = write_config(training={"train_iters": 6, "val_interval": 6, "print_interval": 6})
+    train(path, "training.out_dir=" + os.path.join(os.path.dirname(path), "hourly"))
+    assert [iteration for name, iteration in written if name == "last.pt"] == [6]
+    written.clear()
+    train(path, "training.checkpoint_minutes=1.0e-9")
+    assert [iteration for name, iteration in written if name == "last.pt"] == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.parametrize("device, native_bf16, amp, channels_last", [

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.models import MODELS
+from ptsemseg.models._utils import load_own_weights
 
 ENCODER_CHANNELS = (32, 64, 128, 256, 512, 512, 512)
 ENCODER_KERNELS = (7, 5, 3, 3, 3, 3, 3)
@@ -129,6 +130,8 @@ class DispNetS(nn.Module):
 
 
 @MODELS.register("dispnet")
-def build_dispnet(task, n_outputs, in_channels=3, scales=N_PREDICTIONS, alpha=10.0, beta=0.01):
-    """DispNetS; `scales` = how many predictions train mode returns, `alpha`/`beta` shape the disparity head."""
-    return DispNetS(n_outputs, task=task, in_channels=in_channels, scales=scales, alpha=alpha, beta=beta)
+def build_dispnet(task, n_outputs, in_channels=3, scales=N_PREDICTIONS, alpha=10.0, beta=0.01, pretrained=None):
+    """DispNetS; `scales` = how many predictions train mode returns, `alpha`/`beta` shape the disparity head;
+    `pretrained`: none | PATH."""
+    return load_own_weights(DispNetS(n_outputs, task=task, in_channels=in_channels, scales=scales, alpha=alpha,
+                                     beta=beta), pretrained, "dispnet")

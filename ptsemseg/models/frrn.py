@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.models import MODELS
-from ptsemseg.models._utils import output_activation
+from ptsemseg.models._utils import load_own_weights, output_activation
 
 RESIDUAL_CHANNELS = 32
 BASE_CHANNELS = 48
@@ -134,9 +134,10 @@ class FRRN(nn.Module):
 
 
 @MODELS.register("frrn")
-def build_frrn(task, n_outputs, model_type="B", in_channels=3):
-    """FRRN with `model_type` A or B; B when unset, the seed projects' default."""
-    return FRRN(n_outputs, task=task, model_type=model_type, in_channels=in_channels)
+def build_frrn(task, n_outputs, model_type="B", in_channels=3, pretrained=None):
+    """FRRN with `model_type` A or B; B when unset, the seed projects' default. `pretrained`: none | PATH."""
+    return load_own_weights(FRRN(n_outputs, task=task, model_type=model_type, in_channels=in_channels), pretrained,
+                            "frrn")
 
 
 def _variant(name, model_type, requested):
@@ -148,12 +149,14 @@ def _variant(name, model_type, requested):
 
 
 @MODELS.register("frrnA")
-def build_frrn_a(task, n_outputs, model_type="A", in_channels=3):
+def build_frrn_a(task, n_outputs, model_type="A", in_channels=3, pretrained=None):
     """FRRN-A (4 pooling stages, for 512×1024-sized inputs in the paper); `model_type` may only repeat A."""
-    return FRRN(n_outputs, task=task, model_type=_variant("frrnA", "A", model_type), in_channels=in_channels)
+    return load_own_weights(FRRN(n_outputs, task=task, model_type=_variant("frrnA", "A", model_type),
+                                 in_channels=in_channels), pretrained, "frrnA")
 
 
 @MODELS.register("frrnB")
-def build_frrn_b(task, n_outputs, model_type="B", in_channels=3):
+def build_frrn_b(task, n_outputs, model_type="B", in_channels=3, pretrained=None):
     """FRRN-B (5 pooling stages, for full 1024×2048 inputs in the paper); `model_type` may only repeat B."""
-    return FRRN(n_outputs, task=task, model_type=_variant("frrnB", "B", model_type), in_channels=in_channels)
+    return load_own_weights(FRRN(n_outputs, task=task, model_type=_variant("frrnB", "B", model_type),
+                                 in_channels=in_channels), pretrained, "frrnB")
