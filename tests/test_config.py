@@ -5,7 +5,7 @@ import yaml
 
 from ptsemseg.config import load_config, parse_overrides, safe_load
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models import MODELS
+from ptsemseg.models import MODELS, head_specs
 from tests.conftest import tiny_config
 
 
@@ -64,7 +64,11 @@ def test_bad_override_syntax(override):
     ("model.backbon=resnet18", "model.backbon: not an option (closest: backbone"),
     ("data.lenght=3", "data.lenght: not an option (closest: length"),
     ("training.batch_size=0", "training.batch_size: must be a positive integer"),
-    ("task=segmentation", "task: must be 'seg' or 'depth'"),
+    ("task=segmentation", "task: unknown task 'segmentation'"),
+    ("task={seg: 1.0, depth: -1}", "task: task 'depth': the loss weight must be a number ≥ 0"),
+    ("training.best_metric=seg/miou", "training.best_metric: task seg has no score 'miou'"),
+    ("training.aux_weights={depth/aux: 0.4}", "'depth/aux' is not '<task>/<output>' for a task of this run (seg)"),
+    ("training.loss={seg: {name: cross_entropy}, depth: {name: l1_loss}}", "'depth' is not a task of this run (seg)"),
     ("data.img_rows=same", "img_rows and img_cols must both"),
     ("training.n_workers=-1", "training.n_workers: must be 0 (load in the main process) or more, got -1"),
     ("training.checkpoint_interval=0", "training.checkpoint_interval: must be a positive integer, got 0"),
@@ -130,17 +134,20 @@ def test_every_architecture_accepts_pretrained_none(tmp_path, arch):
     assert load_config(dump(tmp_path / "c.yaml", cfg))["model"] == {"arch": arch, "pretrained": "none"}
 
 
+DEPTH_HEAD = head_specs({"depth": 1})
+
+
 @pytest.mark.parametrize("arch", ["frrnA", "dispnet"])
 def test_architectures_without_imagenet_weights_take_a_weights_file(tmp_path, arch):
     torch.manual_seed(0)
-    source = MODELS.get(arch)(task="depth", n_outputs=1)
+    source = MODELS.get(arch)(DEPTH_HEAD)
     torch.save({"model_state": source.state_dict()}, tmp_path / "weights.pt")
-    loaded = MODELS.get(arch)(task="depth", n_outputs=1, pretrained=str(tmp_path / "weights.pt"))
+    loaded = MODELS.get(arch)(DEPTH_HEAD, pretrained=str(tmp_path / "weights.pt"))
     assert all(torch.equal(value, loaded.state_dict()[key]) for key, value in source.state_dict().items())
     with pytest.raises(PtsemsegError, match=f"{arch} has no ImageNet weights"):
-        MODELS.get(arch)(task="depth", n_outputs=1, pretrained="imagenet")
+        MODELS.get(arch)(DEPTH_HEAD, pretrained="imagenet")
     with pytest.raises(PtsemsegError, match=f"weights.pt do not fit {arch}"):
-        MODELS.get(arch)(task="seg", n_outputs=5, pretrained=str(tmp_path / "weights.pt"))
+        MODELS.get(arch)(head_specs({"seg": 5}), pretrained=str(tmp_path / "weights.pt"))
 
 
 def test_duplicate_keys_fail_naming_file_key_and_line(tmp_path):

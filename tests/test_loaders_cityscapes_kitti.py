@@ -384,7 +384,7 @@ def test_trainer_runs_on_miniature_layouts(tmp_path, dataset, task):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     scores = Trainer(load_config(str(path)), str(path)).run()
-    assert ("abs_rel" if task == "depth" else "mean_iou") in scores
+    assert ("depth/abs_rel" if task == "depth" else "seg/mean_iou") in scores
 
 
 # ---- real sample files --------------------------------------------------------------------------------------

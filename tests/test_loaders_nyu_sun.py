@@ -385,4 +385,4 @@ def test_trainer_runs_on_the_miniature_datasets(dataset, nyu, sun, tmp_path):
     assert batch["hha"].shape == (2, 3, 24, 32) and batch["meta"]["K"].shape == (2, 3, 3)
     assert batch["raw_depth"].shape == (2, 1, 24, 32) and batch["scene"].shape == (2,)
     scores = trainer.run()
-    assert "mean_iou" in scores
+    assert "seg/mean_iou" in scores

@@ -23,7 +23,7 @@ def train(path, *overrides):
     return trainer, trainer.run()
 
 
-@pytest.mark.parametrize("task, best_key", [("seg", "mean_iou"), ("depth", "abs_rel")])
+@pytest.mark.parametrize("task, best_key", [("seg", "seg/mean_iou"), ("depth", "depth/abs_rel")])
 def test_run_directory_contents(write_config, task, best_key):
     path = write_config(task=task)
     trainer, scores = train(path)
@@ -101,8 +101,8 @@ def test_evaluation_scripts_write_json(write_config, tmp_path):
                         "--out-json", str(out))
     assert result.returncode == 0, result.stderr
     scores = json.loads(out.read_text())
-    assert "mean_iou" in scores and len(scores["per_class_iou"]) == 6
-    assert "per-class IoU" in result.stdout and "floor" in result.stdout
+    assert "seg/mean_iou" in scores and len(scores["seg/per_class_iou"]) == 6
+    assert "seg/per_class_iou:" in result.stdout and "floor" in result.stdout
 
     depth = write_config("depth.yaml", task="depth", data={"test_split": "test"})
     trainer, _ = train(depth)
@@ -110,7 +110,7 @@ def test_evaluation_scripts_write_json(write_config, tmp_path):
     result = run_script("test_depth.py", "--config", depth, "--model_path", os.path.join(trainer.run_dir, "last.pt"),
                         "--out-json", str(out))
     assert result.returncode == 0, result.stderr
-    assert {"abs_rel", "rmse", "delta1", "silog"} <= set(json.loads(out.read_text()))
+    assert {"depth/abs_rel", "depth/rmse", "depth/delta1", "depth/silog"} <= set(json.loads(out.read_text()))
 
 
 def test_list_prints_every_kind():
@@ -150,13 +150,13 @@ def test_resume_drops_metrics_past_the_checkpoint(write_config, tmp_path):
 def test_non_finite_metrics_are_written_as_null(write_config, monkeypatch):
     def nan_scores(*args, **kwargs):
         scores, batch, prediction = runtime.evaluate(*args, **kwargs)
-        return {**scores, "mean_iou": float("nan"), "per_class_iou": [float("inf")] * 6}, batch, prediction
+        return {**scores, "seg/mean_iou": float("nan"), "seg/per_class_iou": [float("inf")] * 6}, batch, prediction
 
     monkeypatch.setattr(trainer_module, "evaluate", nan_scores)
     trainer, _ = train(write_config(training={"train_iters": 2, "val_interval": 2}))
     (record,) = read_metrics(trainer.run_dir)
-    assert record["mean_iou"] is None and record["per_class_iou"] == [None] * 6
-    assert record["overall_acc"] is not None
+    assert record["seg/mean_iou"] is None and record["seg/per_class_iou"] == [None] * 6
+    assert record["seg/overall_acc"] is not None
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoint(write_config, tmp_path):
@@ -165,7 +165,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(write_config, tmp_path):
     before = open(os.path.join(trainer.run_dir, "last.pt"), "rb").read()
     resumed = Trainer(load_config(path, ["training.train_iters=12", f"training.resume={trainer.run_dir}/last.pt"]),
                       path)
-    resumed.loss_fn = lambda output, target: output.float().mean() * float("nan")
+    resumed.loss_fn = lambda outputs, batch: (outputs["seg"].float().mean() * float("nan"), {})
     with pytest.raises(Exception, match="non-finite loss"):
         resumed.run()
     assert open(os.path.join(trainer.run_dir, "last.pt"), "rb").read() == before
@@ -348,12 +348,12 @@ def test_bad_checkpoints_fail_in_one_line(previous_run, tmp_path):
     assert_one_line_error(run_script("validate_seg.py", "--config", path, "--model_path", last,
                                      "--opts", "model.arch=segnet", "model.backbone="), "arch=deeplab")
     assert_one_line_error(run_script("test_depth.py", "--config", path, "--model_path", last, "--opts", "task=depth"),
-                          "task=seg")
+                          "trained for seg (6 outputs), this config needs depth (1 outputs)")
     other_classes = torch.load(last, weights_only=True)
-    other_classes["meta"]["n_outputs"] = 19
+    other_classes["meta"]["tasks"] = {"seg": 19}
     torch.save(other_classes, tmp_path / "classes19.pt")
     assert_one_line_error(run_script("train.py", "--config", path, "--opts",
-                                     f"training.resume={tmp_path / 'classes19.pt'}", other_dir), "n_outputs=19")
+                                     f"training.resume={tmp_path / 'classes19.pt'}", other_dir), "seg (19 outputs)")
 
 
 def test_second_run_into_a_busy_run_directory_fails(write_config, tmp_path):
@@ -419,4 +419,4 @@ def test_run_directory_records_the_resolved_speed_modes(write_config, monkeypatc
                                                    "channels_last": "auto"}))
     saved = yaml.safe_load(open(os.path.join(trainer.run_dir, "config.yaml")))
     assert saved["training"]["amp"] == "bf16" and saved["training"]["channels_last"] is True
-    assert 0.0 <= scores["mean_iou"] <= 1.0
+    assert 0.0 <= scores["seg/mean_iou"] <= 1.0

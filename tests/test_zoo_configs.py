@@ -39,7 +39,7 @@ def assert_run_directory(run_dir, arch, task, iterations=2):
     assert {"last.pt", "metrics.jsonl", "config.yaml"} <= files, sorted(files)
     lines = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8")]
     assert lines[-1]["iteration"] == iterations
-    assert ("mean_iou" if task == "seg" else "abs_rel") in lines[-1]
+    assert ("seg/mean_iou" if task == "seg" else "depth/abs_rel") in lines[-1]
     state = torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)
     assert state["iteration"] == iterations
     assert MODELS.get(state["meta"]["arch"]) is MODELS.get(arch) and state["meta"]["task"] == task

@@ -82,11 +82,11 @@ def parse_best_metric(best, weights):
         return first, TASKS.get(first).best_metric
     task, sep, metric = str(best).partition("/")
     if not sep or task not in weights:
-        raise PtsemsegError(f"training.best_metric must be '<task>/<metric>' with a task of this run "
+        raise PtsemsegError(f"must be '<task>/<metric>' with a task of this run "
                             f"({', '.join(weights)}), got {best!r}")
     names = TASKS.get(task).metric_names
     if metric not in names:
-        raise PtsemsegError(f"training.best_metric: task {task} has no score '{metric}'{closest(metric, names)}")
+        raise PtsemsegError(f"task {task} has no score '{metric}'{closest(metric, names)}")
     return task, metric
 
 
