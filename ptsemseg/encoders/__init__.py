@@ -14,3 +14,6 @@ ENCODERS = Registry("encoder")
 def get_encoder(name, **options):
     """Build the encoder registered as `name` with its options."""
     return ENCODERS.get(name)(**options)
+
+
+from ptsemseg.encoders import vgg  # noqa: E402,F401
