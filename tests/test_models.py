@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models import MODELS, dispnet, frrn
+from ptsemseg.models import MODELS, dispnet, frrn, get_model
 from ptsemseg.models import resnet as resnet_module
 
 TASKS = ("seg", "depth")
@@ -75,7 +75,7 @@ PARAM_DELTAS = {
 
 def seg_parameter_count(arch):
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = MODELS.get(arch)(task="seg", n_outputs=REFERENCE_CLASSES)
+        model = get_model({"arch": arch}, {"seg": REFERENCE_CLASSES})
     return sum(p.numel() for p in model.parameters())
 
 
@@ -105,8 +105,8 @@ ARCHS = distinct_archs()
 
 def build(arch, task, n_classes=N_CLASSES, seed=0, **options):
     torch.manual_seed(seed)
-    return MODELS.get(arch)(task=task, n_outputs=n_classes if task == "seg" else 1,
-                            **{**SMALL_OPTIONS.get(arch, {}), **options})
+    heads = {task: n_classes if task == "seg" else 1}
+    return get_model({"arch": arch, **SMALL_OPTIONS.get(arch, {}), **options}, heads)
 
 
 @functools.lru_cache(maxsize=None)
@@ -115,8 +115,9 @@ def cached_model(arch, task):
     return build(arch, task)
 
 
-def as_list(output):
-    return list(output) if isinstance(output, (list, tuple)) else [output]
+def head_outputs(outputs, task):
+    """The task's head output first, then its auxiliary outputs (`<task>/<aux>`)."""
+    return [outputs[task]] + [out for name, out in outputs.items() if name.startswith(f"{task}/")]
 
 
 def fixed_batch(task, size=(64, 64), batch=2):
@@ -135,7 +136,7 @@ def fixed_batch(task, size=(64, 64), batch=2):
 def batch_loss(task, outputs, target):
     """Main output plus auxiliary outputs weighted 0.4^i, each resized to the target."""
     total = 0.0
-    for i, out in enumerate(as_list(outputs)):
+    for i, out in enumerate(outputs):
         out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", align_corners=False)
         loss = F.cross_entropy(out, target) if task == "seg" else F.l1_loss(out, target)
         total = total + 0.4 ** i * loss
@@ -148,7 +149,7 @@ def test_forward_backward_and_modes(arch, task):
     model = cached_model(arch, task)
     image, target = fixed_batch(task, size=(64, 64))
     model.train()
-    outputs = as_list(model(image))
+    outputs = head_outputs(model(image), task)
     assert outputs[0].shape == (2, N_CLASSES if task == "seg" else 1, 64, 64)
     for out in outputs[1:]:
         assert out.shape[:2] == outputs[0].shape[:2]
@@ -159,7 +160,8 @@ def test_forward_backward_and_modes(arch, task):
     model.eval()
     with torch.no_grad():
         out = model(image)
-    assert isinstance(out, torch.Tensor) and out.shape == outputs[0].shape
+    assert list(out) == [task] and out[task].shape == outputs[0].shape
+    out = out[task]
     if task == "depth":
         assert all((o > 0).all() for o in outputs) and (out > 0).all()
 
@@ -172,7 +174,7 @@ def test_output_matches_any_input_size(arch, task, size):
     model = cached_model(arch, task).eval()
     with torch.no_grad():
         out = model(torch.rand(1, 3, *size))
-    assert isinstance(out, torch.Tensor) and out.shape[-2:] == size
+    assert list(out) == [task] and out[task].shape[-2:] == size
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -183,13 +185,13 @@ def test_channels_last_bf16_autocast(arch, task):
     image = image.contiguous(memory_format=torch.channels_last)
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            outputs = as_list(model(image))
+            outputs = head_outputs(model(image), task)
             loss = batch_loss(task, [out.float() for out in outputs], target)
         model.zero_grad()
         loss.backward()
         model.eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(image)
+            out = model(image)[task]
     finally:
         model.to(memory_format=torch.contiguous_format)
     assert outputs[0].shape[-2:] == (48, 64) and out.shape[-2:] == (48, 64)
@@ -208,7 +210,7 @@ def test_each_model_learns_a_fixed_batch(arch, task):
     steps = LEARN_STEPS_OF.get(arch, LEARN_STEPS)
     history = []
     for _ in range(steps):
-        outputs = as_list(model(image))
+        outputs = head_outputs(model(image), task)
         history.append(batch_loss(task, outputs[:1], target).item())
         if history[-1] < 0.2 * history[0]:
             break
