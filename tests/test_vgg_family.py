@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models import fcn, frrn, get_model
+from ptsemseg.models import MODELS, fcn, frrn, get_model
 from ptsemseg.models.vgg import stage_batch_norms, stage_convs
 
 # Exact sizes of these implementations. Against the seed projects' counts: FCN-8s is identical (seg and depth);
@@ -272,3 +272,10 @@ def test_dispnet_joint_iconvs_read_the_predictions_of_every_head():
 def test_image_level_heads_alone_are_refused_in_one_line(arch):
     with torch.device("meta"), pytest.raises(PtsemsegError, match=f"arch {arch} needs a dense head"):
         get_model({"arch": arch}, {"scene": 10})
+
+
+@pytest.mark.parametrize("arch", ["fcn8s", "segnet", "frrn", "frrnA", "frrnB", "dispnet"])
+def test_builders_and_models_declare_the_image_as_their_input(arch):
+    with torch.device("meta"):
+        model = get_model({"arch": arch}, {"seg": 3})
+    assert MODELS.get(arch).input_keys == model.input_keys == ("image",)
