@@ -1,7 +1,8 @@
-"""VGG16 pieces shared by FCN-8s and SegNet: the 13-conv layout and the mapping of torchvision's ImageNet weights.
+"""VGG16 pieces: the 13-conv layout and the mapping of torchvision's ImageNet weights.
 
-Both architectures take VGG16's convolutions as their encoder; FCN-8s also turns VGG's first two fully connected
-layers into convolutions (fc6 7×7, fc7 1×1). The mapping reads torchvision state dicts of `vgg16` (conv + ReLU)
+The `vgg16` / `vgg16_bn` encoders (ptsemseg/encoders/vgg.py) build their stages and load their convs with these;
+SegNet's decoder mirrors the stages, and FCN-8s also turns VGG's first two fully connected layers into
+convolutions (fc6 7×7, fc7 1×1). The mapping reads torchvision state dicts of `vgg16` (conv + ReLU)
 and `vgg16_bn` (conv + BN + ReLU), so `pretrained` may be `imagenet` or a local file in either format.
 """
 import torch
