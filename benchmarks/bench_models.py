@@ -7,9 +7,10 @@ For each architecture (default full-size options, `pretrained: none`; one name p
   meta device (no memory, no compute). FlopCounterMode counts 2 FLOPs per multiply-add of convolutions and matrix
   products only (pooling, normalisation, activations, interpolation and unpooling are not counted); GMACs = GFLOPs / 2;
 - forward latency: eval mode, no_grad, batch 1 at --size, median over --iters after --warmup;
-- train-step throughput in images/s: train mode, batch --batch at --size, forward + the task's default loss
-  (ptsemseg.losses.get_loss: seg cross_entropy, depth scale_invariant_loss) over every output the model returns in
-  train mode (weights 0.4^i) + backward + Adam step, as the trainer runs it (median step time over --iters);
+- train-step throughput in images/s: train mode, batch --batch at --size, forward + the task's default loss (seg
+  cross_entropy, depth scale_invariant_loss) summed over every output the model returns in train mode (the head,
+  then its auxiliary outputs `<task>/<aux>`, weights 0.4^i) + backward + Adam step, as the trainer runs it (median
+  step time over --iters);
 for the modes fp32 (eager, contiguous), channels_last, bf16 (autocast) and channels_last+bf16 (on CUDA also fp16 and
 channels_last+fp16). Within one architecture and task the modes are interleaved round-robin, each repetition
 starting at the next mode, and a mode's ratio is the median over repetitions of (fp32 time / mode time) in that
@@ -43,17 +44,19 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from ptsemseg.losses import get_loss  # noqa: E402
-from ptsemseg.models import MODELS, model_inputs  # noqa: E402
+from ptsemseg.losses import LOSSES  # noqa: E402
+from ptsemseg.models import MODELS, get_model, model_inputs  # noqa: E402
 from ptsemseg.runtime import autocast, native_bf16_cpu, resolve_speed_modes, to_device  # noqa: E402
-from ptsemseg.tasks import get_task  # noqa: E402
+from ptsemseg.tasks import get_task_class  # noqa: E402
 
 TASKS = ("seg", "depth")
 SEG_AGREEMENT = 0.99  # fraction of pixels whose argmax must match fp32's (seg)
@@ -93,12 +96,35 @@ def builder_options(arch):
     return {key: value for key, value in OPTIONS.items() if key in params}
 
 
+def head_channels(task, n_classes):
+    """Output channels of the task's head on a dataset of `n_classes` classes (seg: n_classes, depth: 1)."""
+    return get_task_class(task).channels_of(SimpleNamespace(n_classes=n_classes))
+
+
 def build(arch, task, n_classes, device="cpu", options=None):
-    """The architecture for `task` (seg: n_classes outputs, depth: 1) on `device`, at its default options unless
-    `options` (model.* keys) says otherwise."""
-    n_outputs = get_task(task).out_channels(n_classes)
+    """The architecture with the head of `task` on `device`, at its default options unless `options` (model.* keys)
+    says otherwise."""
     with torch.device(device):
-        return MODELS.get(arch)(task=task, n_outputs=n_outputs, **{**builder_options(arch), **(options or {})})
+        return get_model({"arch": arch, **builder_options(arch), **(options or {})},
+                         {task: head_channels(task, n_classes)})
+
+
+def task_loss(task):
+    """The loss of one output: the task's default loss, from the loss registry."""
+    options = dict(get_task_class(task).default_loss)
+    return LOSSES.get(options.pop("name"))(**options)
+
+
+def outputs_loss(loss, outputs, target):
+    """`loss` summed over a model's output dict (the head, then its auxiliary outputs, weights 0.4^i), each output
+    in float32 and bilinearly resized to the target's size."""
+    total = 0.0
+    for i, output in enumerate(outputs.values()):
+        output = output.float()
+        if output.shape[-2:] != target.shape[-2:]:
+            output = F.interpolate(output, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        total = total + 0.4 ** i * loss(output, target)
+    return total
 
 
 def distinct_archs():
@@ -134,7 +160,7 @@ def size_and_flops(arch, task, n_classes, flops_size, options=None):
     """Parameters and GFLOPs (batch 1, eval) of an architecture, from a model on the meta device."""
     model = build(arch, task, n_classes, device="meta", options=options)
     flops = count_flops(model, flops_size)
-    return {"arch": arch, "task": task, "n_outputs": get_task(task).out_channels(n_classes),
+    return {"arch": arch, "task": task, "n_outputs": head_channels(task, n_classes),
             "params": count_params(model), "flops": flops, "gflops": flops / 1e9, "gmacs": flops / 2e9,
             "flops_size": list(flops_size)}
 
@@ -193,14 +219,14 @@ class Runner:
     """
 
     def __init__(self, arch, task, n_classes, size, batch, device, modes, seed=0, options=None):
-        self.task, self.device, self.modes = get_task(task), device, modes
+        self.task, self.device, self.modes = get_task_class(task), device, modes
         torch.manual_seed(seed)
         self.models = {False: build(arch, task, n_classes, options=options).to(device)}
         self.optimizers = {False: torch.optim.Adam(self.models[False].parameters(), lr=1e-4)}
         self.scalers = {mode.name: torch.amp.GradScaler(device.type,
                                                         enabled=mode.amp == "fp16" and device.type == "cuda")
                         for mode in modes}
-        self.loss_fn = get_loss(None, self.task.default_loss)
+        self.loss_fn = task_loss(task)
         eval_batch = make_batch(task, n_classes, 1, size, device, seed=seed + 1)
         train_batch = make_batch(task, n_classes, batch, size, device, seed=seed + 2)
         self.eval_batches = {False: eval_batch}
@@ -213,9 +239,10 @@ class Runner:
             self.train_batches[True] = to_device(train_batch, device, channels_last=True)
 
     def forward(self, mode):
+        """The eval output of the task's head."""
         model = self.models[mode.channels_last].eval()
         with torch.no_grad(), autocast(mode_cfg(mode), self.device):
-            return model(*model_inputs(model, self.eval_batches[mode.channels_last]))
+            return model(*model_inputs(model, self.eval_batches[mode.channels_last]))[self.task.name]
 
     def train_loss(self, mode, seed=0):
         """The train-mode loss of the current weights (no step; the same dropout draws in every mode)."""
@@ -223,7 +250,7 @@ class Runner:
         batch = self.train_batches[mode.channels_last]
         torch.manual_seed(seed)
         with torch.no_grad(), autocast(mode_cfg(mode), self.device):
-            return self.loss_fn(model(*model_inputs(model, batch)), batch[self.task.target_key]).float()
+            return outputs_loss(self.loss_fn, model(*model_inputs(model, batch)), batch[self.task.target_key]).float()
 
     def train_step(self, mode):
         """One training iteration as the trainer runs it; returns the (detached) loss."""
@@ -231,7 +258,7 @@ class Runner:
         optimizer, scaler = self.optimizers[mode.channels_last], self.scalers[mode.name]
         batch = self.train_batches[mode.channels_last]
         with autocast(mode_cfg(mode), self.device):
-            loss = self.loss_fn(model(*model_inputs(model, batch)), batch[self.task.target_key])
+            loss = outputs_loss(self.loss_fn, model(*model_inputs(model, batch)), batch[self.task.target_key])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

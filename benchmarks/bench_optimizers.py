@@ -33,7 +33,7 @@ def main():
     model_cfg = {"arch": args.arch}
     if args.arch in ("deeplab", "pspnet", "fcrn"):
         model_cfg["backbone"] = args.backbone
-    model = get_model(model_cfg, "seg", 19)
+    model = get_model(model_cfg, {"seg": 19})
     for param in model.parameters():
         param.grad = torch.randn_like(param)
     n_params = sum(p.numel() for p in model.parameters())

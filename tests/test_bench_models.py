@@ -6,14 +6,14 @@ import os
 import pytest
 import torch
 
-from ptsemseg.models import MODELS
+from ptsemseg.models import get_model
 from tests.conftest import REPO
 
 SPEC = importlib.util.spec_from_file_location("bench_models", os.path.join(REPO, "benchmarks", "bench_models.py"))
 bench = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(bench)
 
-SMALL = {"backbone": "resnet18"}
+ARCH, OPTIONS = "frrn", {"model_type": "A"}  # the smaller FRRN, chosen through a model option
 SIZE = (32, 48)
 
 
@@ -27,10 +27,10 @@ def one_thread():
 
 @pytest.mark.parametrize("task", ["seg", "depth"])
 def test_benchmark_result_structure(task):
-    result = bench.benchmark("deeplab", task, n_classes=5, size=SIZE, batch=2, iters=1, warmup=0, device="cpu",
-                             flops_size=SIZE, options=SMALL)
+    result = bench.benchmark(ARCH, task, n_classes=5, size=SIZE, batch=2, iters=1, warmup=0, device="cpu",
+                             flops_size=SIZE, options=OPTIONS)
     with torch.device("meta"):
-        model = MODELS.get("deeplab")(task=task, n_outputs=5 if task == "seg" else 1, **SMALL)
+        model = get_model({"arch": ARCH, **OPTIONS}, {task: 5 if task == "seg" else 1})
     assert result["params"] == sum(p.numel() for p in model.parameters())
     assert result["gflops"] > 0 and result["gmacs"] == pytest.approx(result["gflops"] / 2)
     names = [mode.name for mode in bench.modes_for(torch.device("cpu"))]
@@ -47,15 +47,25 @@ def test_benchmark_result_structure(task):
     assert all(best in names for best in result["fastest_correct"].values())
     json.dumps(result)
     rows = bench.table([result], names, markdown=True)
-    assert len(rows) == 3 and rows[2].startswith("| deeplab | " + task)
+    assert len(rows) == 3 and rows[2].startswith(f"| {ARCH} | {task}")
     assert len(bench.summary([result], names, bench.default_mode(torch.device("cpu")))) == 3
     assert len(bench.correctness_table([result], names)) == 2
 
 
+def test_train_loss_sums_the_head_and_its_auxiliary_outputs_resized_to_the_target():
+    loss = bench.task_loss("depth")
+    target = 1.0 + torch.rand(2, 1, 8, 12)
+    head, aux = 1.0 + torch.rand(2, 1, 8, 12), 1.0 + torch.rand(2, 1, 4, 6)
+    resized = torch.nn.functional.interpolate(aux, size=(8, 12), mode="bilinear", align_corners=False)
+    total = bench.outputs_loss(loss, {"depth": head, "depth/scale1": aux}, target)
+    assert torch.allclose(total, loss(head, target) + 0.4 * loss(resized, target))
+    assert torch.allclose(bench.outputs_loss(loss, {"depth": head}, target), loss(head, target))
+
+
 def test_meta_flop_count_equals_a_real_forward():
-    meta = bench.size_and_flops("fcrn", "depth", 19, SIZE, options=SMALL)
+    meta = bench.size_and_flops(ARCH, "depth", 19, SIZE, options=OPTIONS)
     torch.manual_seed(0)
-    real = bench.count_flops(bench.build("fcrn", "depth", 19, options=SMALL), SIZE, device="cpu")
+    real = bench.count_flops(bench.build(ARCH, "depth", 19, options=OPTIONS), SIZE, device="cpu")
     assert meta["flops"] == real > 0
 
 

@@ -1,11 +1,12 @@
 """Architecture-specific checks of FCN-8s, SegNet, FRRN and DispNet: VGG16 weight mapping, exact sizes, FRRU
-chaining, SegNet's signed logits and DispNet's multi-scale heads (shapes, modes and AMP are in test_models.py)."""
+chaining, SegNet's signed logits, DispNet's multi-scale heads and every head combination (seg, depth, seg + depth,
+seg + scene); single-task shapes, modes and AMP are in test_models.py."""
 import pytest
 import torch
 import torchvision
 
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models import MODELS, fcn, frrn
+from ptsemseg.models import MODELS, fcn, frrn, get_model
 from ptsemseg.models.vgg import stage_batch_norms, stage_convs
 
 # Exact sizes of these implementations. Against the seed projects' counts: FCN-8s is identical (seg and depth);
@@ -23,7 +24,7 @@ EXACT_PARAMS = {
 
 
 def build(arch, task="seg", n_classes=19, **options):
-    return MODELS.get(arch)(task=task, n_outputs=n_classes if task == "seg" else 1, **options)
+    return get_model({"arch": arch, **options}, {task: n_classes if task == "seg" else 1})
 
 
 @pytest.mark.parametrize("arch, task", sorted(EXACT_PARAMS))
@@ -55,7 +56,7 @@ def vgg_convs(state):
 def test_fcn_takes_vgg16_convs_and_fc_layers_as_convolutions(vgg_files):
     path, state = vgg_files["vgg16"]
     model = build("fcn8s", pretrained=path)
-    for conv, (weight, bias) in zip(stage_convs(model.stages), vgg_convs(state), strict=True):
+    for conv, (weight, bias) in zip(stage_convs(model.encoder.stages), vgg_convs(state), strict=True):
         assert torch.equal(conv.weight, weight) and torch.equal(conv.bias, bias)
     assert torch.equal(model.fc6.weight, state["classifier.0.weight"].view(4096, 512, 7, 7))
     assert torch.equal(model.fc7.weight, state["classifier.3.weight"].view(4096, 4096, 1, 1))
@@ -67,7 +68,7 @@ def test_fcn_from_scratch_starts_from_he_init():
     """Without ImageNet weights the VGG convs and fc6/fc7 are He-initialised (normal, fan-out) with zero bias."""
     torch.manual_seed(0)
     model = build("fcn8s", "depth")
-    for conv in stage_convs(model.stages) + [model.fc6, model.fc7]:
+    for conv in stage_convs(model.encoder.stages) + [model.fc6, model.fc7]:
         fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
         assert not conv.bias.any()
         assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
@@ -76,7 +77,7 @@ def test_fcn_from_scratch_starts_from_he_init():
 def test_fcn_depth_takes_only_the_vgg16_convs(vgg_files):
     path, state = vgg_files["vgg16"]
     model = build("fcn8s", "depth", pretrained=path)
-    assert torch.equal(stage_convs(model.stages)[12].weight, vgg_convs(state)[12][0])
+    assert torch.equal(stage_convs(model.encoder.stages)[12].weight, vgg_convs(state)[12][0])
     assert model.fc6.weight.shape == (2048, 512, 7, 7)
     assert not torch.equal(model.fc6.weight, state["classifier.0.weight"][:2048].reshape(2048, 512, 7, 7))
 
@@ -85,7 +86,8 @@ def test_segnet_takes_convs_and_batch_norm_statistics_from_vgg16_bn(vgg_files):
     path, state = vgg_files["vgg16_bn"]
     model = build("segnet", pretrained=path)
     bn_keys = [key[:-len(".running_mean")] for key in state if key.endswith(".running_mean")]
-    pairs = zip(stage_convs(model.encoder), stage_batch_norms(model.encoder), vgg_convs(state), bn_keys, strict=True)
+    encoder = model.encoder.stages
+    pairs = zip(stage_convs(encoder), stage_batch_norms(encoder), vgg_convs(state), bn_keys, strict=True)
     for conv, bn, (weight, bias), bn_key in pairs:
         assert torch.equal(conv.weight, weight) and torch.equal(conv.bias, bias)
         for name in ("weight", "bias", "running_mean", "running_var"):
@@ -95,11 +97,11 @@ def test_segnet_takes_convs_and_batch_norm_statistics_from_vgg16_bn(vgg_files):
 def test_segnet_from_plain_vgg16_copies_convs_and_one_channel_input_takes_the_rgb_mean(vgg_files):
     path, state = vgg_files["vgg16"]
     model = build("segnet", "depth", pretrained=path, in_channels=1)
-    convs, source = stage_convs(model.encoder), vgg_convs(state)
+    convs, source = stage_convs(model.encoder.stages), vgg_convs(state)
     assert torch.allclose(convs[0].weight, source[0][0].mean(dim=1, keepdim=True))
     assert torch.equal(convs[5].weight, source[5][0])
-    assert torch.equal(stage_batch_norms(model.encoder)[5].running_var, torch.ones(256))
-    assert model(torch.rand(1, 1, 19, 23)).shape == (1, 1, 19, 23)
+    assert torch.equal(stage_batch_norms(model.encoder.stages)[5].running_var, torch.ones(256))
+    assert model(torch.rand(1, 1, 19, 23))["depth"].shape == (1, 1, 19, 23)
 
 
 def test_a_state_dict_that_is_not_vgg16_is_refused_in_one_line(tmp_path):
@@ -136,7 +138,7 @@ def test_fcn_upsamplers_start_as_bilinear_interpolation():
 def test_segnet_logits_can_be_negative():
     model = build("segnet", n_classes=4).eval()
     with torch.no_grad():
-        assert (model(torch.rand(1, 3, 32, 32)) < 0).any()
+        assert (model(torch.rand(1, 3, 32, 32))["seg"] < 0).any()
 
 
 def test_frrn_names_build_the_variant_they_say():
@@ -169,29 +171,111 @@ def test_frrn_pads_inside_so_the_output_ignores_the_padding():
     model = build("frrnB", n_classes=3).eval()
     image = torch.rand(1, 3, 40, 70)
     with torch.no_grad():
-        padded = model(torch.nn.functional.pad(image, (0, 26, 0, 24)))[..., :40, :70]
-        assert torch.allclose(model(image), padded, atol=1e-5)
+        padded = model(torch.nn.functional.pad(image, (0, 26, 0, 24)))["seg"][..., :40, :70]
+        assert torch.allclose(model(image)["seg"], padded, atol=1e-5)
 
 
 @pytest.mark.parametrize("task", ["seg", "depth"])
 def test_dispnet_returns_its_scales_in_train_mode_and_full_resolution_in_eval(task):
     model = build("dispnet", task, n_classes=3).train()
     outputs = model(torch.rand(2, 3, 37, 51))
-    assert [tuple(out.shape[-2:]) for out in outputs] == [(37, 51), (19, 26), (10, 13), (5, 7)]
-    assert len(build("dispnet", task, n_classes=3, scales=2).train()(torch.rand(1, 3, 32, 32))) == 2
-    assert build("dispnet", task, n_classes=3, scales=1).train()(torch.rand(1, 3, 32, 32)).shape[-2:] == (32, 32)
-    assert model.eval()(torch.rand(2, 3, 37, 51)).shape == (2, 3 if task == "seg" else 1, 37, 51)
+    assert {name: tuple(out.shape[-2:]) for name, out in outputs.items()} == {
+        task: (37, 51), f"{task}/scale1": (19, 26), f"{task}/scale2": (10, 13), f"{task}/scale3": (5, 7)}
+    assert list(build("dispnet", task, n_classes=3, scales=2).train()(torch.rand(1, 3, 32, 32))) == \
+        [task, f"{task}/scale1"]
+    assert list(build("dispnet", task, n_classes=3, scales=1).train()(torch.rand(1, 3, 32, 32))) == [task]
+    eval_outputs = model.eval()(torch.rand(2, 3, 37, 51))
+    assert list(eval_outputs) == [task] and eval_outputs[task].shape == (2, 3 if task == "seg" else 1, 37, 51)
     with pytest.raises(PtsemsegError, match="scales"):
         build("dispnet", task, scales=5)
 
 
 def test_dispnet_depth_is_inverse_disparity_starting_mid_range():
     model = build("dispnet", "depth", alpha=10.0, beta=0.01).train()
-    for depth in model(torch.rand(1, 3, 64, 64)):
+    for depth in model(torch.rand(1, 3, 64, 64)).values():
         assert depth.min() >= 1 / 10.01 and depth.max() <= 100.0
     with torch.no_grad():
         for stage in model.decoder:
             if stage.predict is not None:
-                stage.predict.weight.zero_()
-        start = model.eval()(torch.rand(1, 3, 16, 16))
+                stage.predict["depth"].weight.zero_()
+        start = model.eval()(torch.rand(1, 3, 16, 16))["depth"]
     assert torch.allclose(start, torch.full_like(start, 1 / (0.01 * 10.01) ** 0.5), rtol=1e-4)
+
+
+HEAD_SETS = {"seg": {"seg": 6}, "depth": {"depth": 1}, "seg+depth": {"seg": 6, "depth": 1},
+             "seg+scene": {"seg": 6, "scene": 10}}
+SIZE = (21, 27)
+# FCN-8s (134 M parameters) only in its joint layouts here; its single-task models are checked in test_models.py.
+HEAD_CASES = [(arch, head_set) for arch in ("segnet", "frrnA", "dispnet") for head_set in sorted(HEAD_SETS)] + [
+    ("fcn8s", "seg+depth"), ("fcn8s", "seg+scene")]
+
+
+def expected_shapes(arch, heads, training, batch=1):
+    """Output name -> shape: dense heads at the input size (DispNet adds its coarser scales in train mode)."""
+    shapes = {}
+    for name, channels in heads.items():
+        if name == "scene":
+            shapes[name] = (batch, channels)
+            continue
+        shapes[name] = (batch, channels, *SIZE)
+        if arch == "dispnet" and training:
+            shapes.update({f"{name}/scale{i}": (batch, channels, *(-(-side // 2 ** i) for side in SIZE))
+                           for i in range(1, 4)})
+    return shapes
+
+
+@pytest.mark.parametrize("arch, head_set", HEAD_CASES)
+def test_every_head_combination_gives_named_outputs_in_train_and_eval(arch, head_set):
+    heads = HEAD_SETS[head_set]
+    torch.manual_seed(0)
+    model = get_model({"arch": arch}, heads).train()
+    image = torch.rand(1, 3, *SIZE)
+    outputs = model(image)
+    assert {name: tuple(out.shape) for name, out in outputs.items()} == expected_shapes(arch, heads, True)
+    sum(out.mean() for out in outputs.values()).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+    with torch.no_grad():
+        outputs = model.eval()(image)
+    assert {name: tuple(out.shape) for name, out in outputs.items()} == expected_shapes(arch, heads, False)
+    if "depth" in heads:
+        assert (outputs["depth"] > 0).all()
+
+
+def parameter_count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_fcn_joint_model_is_the_seg_trunk_with_the_depth_score_path_on_its_fc7():
+    with torch.device("meta"):
+        joint = get_model({"arch": "fcn8s"}, {"seg": 19, "depth": 1})
+        depth = build("fcn8s", "depth")
+    assert (joint.fc6.out_channels, joint.fc7.out_channels) == (4096, 4096)
+    assert isinstance(joint.drop, torch.nn.Dropout2d) and isinstance(depth.drop, torch.nn.Identity)
+    assert joint.dense["depth"].score_fr.in_channels == 4096 and joint.dense["depth"].score_fr.out_channels == 64
+    wider_score_fr = (4096 - 1024) * fcn.DEPTH_WIDTH
+    assert parameter_count(joint) == \
+        EXACT_PARAMS["fcn8s", "seg"] + parameter_count(depth.dense["depth"]) + wider_score_fr
+
+
+def test_dispnet_joint_iconvs_read_the_predictions_of_every_head():
+    with torch.device("meta"):
+        joint = get_model({"arch": "dispnet"}, {"seg": 6, "depth": 1})
+        seg = build("dispnet", n_classes=6)
+    extra = [j.iconv[0].in_channels - s.iconv[0].in_channels for j, s in zip(joint.decoder, seg.decoder, strict=True)]
+    # The last four stages predict; the three after the first also read the upsampled depth prediction.
+    assert extra == [0, 0, 0, 0, 1, 1, 1]
+    assert [list(stage.predict or ()) for stage in joint.decoder] == [[]] * 3 + [["seg", "depth"]] * 4
+
+
+@pytest.mark.parametrize("arch", ["fcn8s", "segnet", "frrn", "dispnet"])
+def test_image_level_heads_alone_are_refused_in_one_line(arch):
+    with torch.device("meta"), pytest.raises(PtsemsegError, match=f"arch {arch} needs a dense head"):
+        get_model({"arch": arch}, {"scene": 10})
+
+
+@pytest.mark.parametrize("arch", ["fcn8s", "segnet", "frrn", "frrnA", "frrnB", "dispnet"])
+def test_builders_and_models_declare_the_image_as_their_input(arch):
+    with torch.device("meta"):
+        model = get_model({"arch": arch}, {"seg": 3})
+    assert MODELS.get(arch).input_keys == model.input_keys == ("image",)

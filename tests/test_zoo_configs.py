@@ -18,7 +18,7 @@ import yaml
 from ptsemseg.cli import train_main
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models import MODELS
+from ptsemseg.models import MODELS, get_model
 from tests.conftest import REPO
 
 SYNTHETIC_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "synthetic", "*.yaml")))
@@ -240,10 +240,10 @@ def test_seed_name_fcn_is_fcn8s():
 @pytest.mark.parametrize("arch, model_type", [("frrnA", "A"), ("frrnB", "B"), ("frrn", "A"), ("frrn", "B")])
 def test_frrn_names_take_the_seed_model_type_key(arch, model_type):
     with torch.device("meta"):
-        model = MODELS.get(arch)(task="seg", n_outputs=3, model_type=model_type)
+        model = get_model({"arch": arch, "model_type": model_type}, {"seg": 3})
     assert model.model_type == model_type
 
 
 def test_frrn_variant_name_refuses_a_contradicting_model_type():
     with pytest.raises(PtsemsegError, match="arch frrnA builds FRRN-A, but model.model_type is 'B'"):
-        MODELS.get("frrnA")(task="seg", n_outputs=3, model_type="B")
+        get_model({"arch": "frrnA", "model_type": "B"}, {"seg": 3})

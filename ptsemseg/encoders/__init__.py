@@ -17,3 +17,4 @@ def get_encoder(name, **options):
 
 
 from ptsemseg.encoders import resnet  # noqa: E402,F401
+from ptsemseg.encoders import vgg  # noqa: E402,F401

@@ -1,23 +1,9 @@
-"""Pieces shared by the architectures: the depth output and resizing (pretrained-weights helpers re-exported)."""
-import torch.nn as nn
+"""Pieces shared by the architectures: resizing outputs and loading an architecture's own weights."""
 import torch.nn.functional as F
 
 from ptsemseg.checkpoint import strip_module_prefix
 from ptsemseg.encoders.weights import load_state_dict_file
-from ptsemseg.encoders.weights import mean_channel_filter, pretrained_state_dict  # noqa: F401 - fcn, segnet, vgg
 from ptsemseg.errors import PtsemsegError
-
-
-class PositiveDepth(nn.Module):
-    """Map raw head outputs to positive depth in metres (softplus keeps gradients alive where ReLU dies)."""
-
-    def forward(self, x):
-        return F.softplus(x) + 1e-3
-
-
-def output_activation(task):
-    """The activation a head ends with: identity logits for seg, positive depth for depth."""
-    return PositiveDepth() if task == "depth" else nn.Identity()
 
 
 def resize_to(x, size):

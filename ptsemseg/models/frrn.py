@@ -11,6 +11,11 @@ sides are not multiples of the deepest scale are zero-padded at the bottom/right
 is cropped back, so any size works (the seed crashed on e.g. 375×1242). Convs followed by BN have no bias (BN's
 mean subtraction cancels it); neither have the 1×1 split and merge convs, as in pytorch-semseg.
 
+FRRN is its own encoder-decoder (the two streams run through both), so it takes no encoder from the registry.
+Heads: everything up to the refining RUs is shared; each dense head is its own 1×1 classifier (with the head's
+output activation), each image-level head (scene) pools the pooling stream `y` after the last encoder stage
+(384 channels at the deepest scale).
+
 Differences from the seed projects' FRRN (pytorch-semseg, Semseg-MonoDepth), deliberate, in parameters:
 - Chained units (a bug fix). The seeds fed every unit of a stage the same pooled `y`: the units' residual updates
   of `z` added up, but only the last unit's `y` went on, so a stage was not the chain of units the paper stacks.
@@ -32,7 +37,8 @@ import torch.nn.functional as F
 
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.models import MODELS
-from ptsemseg.models._utils import load_own_weights, output_activation
+from ptsemseg.models._utils import load_own_weights
+from ptsemseg.models.heads import DENSE, IMAGE, ImageHead, dense_heads, image_heads, require_kinds
 
 RESIDUAL_CHANNELS = 32
 BASE_CHANNELS = 48
@@ -96,17 +102,21 @@ class FRRNStage(nn.Module):
 
 
 class FRRN(nn.Module):
-    """FRRN-A or -B: 5×5 stem + 3 RUs, FRRU encoder/decoder stages, merge with z, 3 RUs, 1×1 classifier."""
+    """FRRN-A or -B: 5×5 stem + 3 RUs, FRRU encoder/decoder stages, merge with z, 3 RUs, a 1×1 conv per dense head."""
 
     input_keys = ("image",)
 
-    def __init__(self, n_outputs, task="seg", model_type="B", in_channels=3):
+    def __init__(self, heads, model_type="B", in_channels=3):
         super().__init__()
         if model_type not in FRRN_SPECS:
             raise PtsemsegError(f"model.model_type must be one of {sorted(FRRN_SPECS)}, got {model_type!r}")
+        require_kinds(heads, "frrn", {DENSE, IMAGE})
+        if not dense_heads(heads):
+            raise PtsemsegError("arch frrn needs a dense head (e.g. seg or depth) beside image-level ones")
         self.model_type = model_type
         spec = FRRN_SPECS[model_type]
         self.multiple = max(scale for _, _, scale in spec["encoder"])
+        self.n_encoder_stages = len(spec["encoder"])
         self.stem = nn.Sequential(conv_bn_relu(in_channels, BASE_CHANNELS, 5),
                                   *[ResidualUnit(BASE_CHANNELS) for _ in range(3)])
         self.split = nn.Conv2d(BASE_CHANNELS, RESIDUAL_CHANNELS, 1, bias=False)
@@ -118,26 +128,32 @@ class FRRN(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.merge = nn.Conv2d(channels + RESIDUAL_CHANNELS, BASE_CHANNELS, 1, bias=False)
         self.refine = nn.Sequential(*[ResidualUnit(BASE_CHANNELS) for _ in range(3)])
-        self.classifier = nn.Conv2d(BASE_CHANNELS, n_outputs, 1)
-        self.activation = output_activation(task)
+        self.dense = nn.ModuleDict({head.name: nn.Sequential(nn.Conv2d(BASE_CHANNELS, head.channels, 1),
+                                                             head.make_activation())
+                                    for head in dense_heads(heads)})
+        self.image = nn.ModuleDict({head.name: ImageHead(spec["encoder"][-1][1], head) for head in image_heads(heads)})
 
     def forward(self, x):
         height, width = x.shape[-2:]
         x = F.pad(x, (0, -width % self.multiple, 0, -height % self.multiple))
         y = self.stem(x)
         z = self.split(y)
-        for stage in self.stages:
+        for stage in self.stages[:self.n_encoder_stages]:
+            y, z = stage(y, z)
+        deepest = y
+        for stage in self.stages[self.n_encoder_stages:]:
             y, z = stage(y, z)
         y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
         y = self.refine(self.merge(torch.cat([y, z], dim=1)))
-        return self.activation(self.classifier(y)[:, :, :height, :width])
+        outputs = {name: head(y)[:, :, :height, :width] for name, head in self.dense.items()}
+        outputs.update({name: head(deepest) for name, head in self.image.items()})
+        return outputs
 
 
 @MODELS.register("frrn")
-def build_frrn(task, n_outputs, model_type="B", in_channels=3, pretrained=None):
+def build_frrn(heads, model_type="B", in_channels=3, pretrained=None):
     """FRRN with `model_type` A or B; B when unset, the seed projects' default. `pretrained`: none | PATH."""
-    return load_own_weights(FRRN(n_outputs, task=task, model_type=model_type, in_channels=in_channels), pretrained,
-                            "frrn")
+    return load_own_weights(FRRN(heads, model_type=model_type, in_channels=in_channels), pretrained, "frrn")
 
 
 def _variant(name, model_type, requested):
@@ -149,14 +165,17 @@ def _variant(name, model_type, requested):
 
 
 @MODELS.register("frrnA")
-def build_frrn_a(task, n_outputs, model_type="A", in_channels=3, pretrained=None):
+def build_frrn_a(heads, model_type="A", in_channels=3, pretrained=None):
     """FRRN-A (4 pooling stages, for 512×1024-sized inputs in the paper); `model_type` may only repeat A."""
-    return load_own_weights(FRRN(n_outputs, task=task, model_type=_variant("frrnA", "A", model_type),
-                                 in_channels=in_channels), pretrained, "frrnA")
+    return load_own_weights(FRRN(heads, model_type=_variant("frrnA", "A", model_type), in_channels=in_channels),
+                            pretrained, "frrnA")
 
 
 @MODELS.register("frrnB")
-def build_frrn_b(task, n_outputs, model_type="B", in_channels=3, pretrained=None):
+def build_frrn_b(heads, model_type="B", in_channels=3, pretrained=None):
     """FRRN-B (5 pooling stages, for full 1024×2048 inputs in the paper); `model_type` may only repeat B."""
-    return load_own_weights(FRRN(n_outputs, task=task, model_type=_variant("frrnB", "B", model_type),
-                                 in_channels=in_channels), pretrained, "frrnB")
+    return load_own_weights(FRRN(heads, model_type=_variant("frrnB", "B", model_type), in_channels=in_channels),
+                            pretrained, "frrnB")
+
+
+build_frrn.input_keys = build_frrn_a.input_keys = build_frrn_b.input_keys = FRRN.input_keys

@@ -1,14 +1,15 @@
-"""VGG16 pieces shared by FCN-8s and SegNet: the 13-conv layout and the mapping of torchvision's ImageNet weights.
+"""VGG16 pieces: the 13-conv layout and the mapping of torchvision's ImageNet weights.
 
-Both architectures take VGG16's convolutions as their encoder; FCN-8s also turns VGG's first two fully connected
-layers into convolutions (fc6 7×7, fc7 1×1). The mapping reads torchvision state dicts of `vgg16` (conv + ReLU)
+The `vgg16` / `vgg16_bn` encoders (ptsemseg/encoders/vgg.py) build their stages and load their convs with these;
+SegNet's decoder mirrors the stages, and FCN-8s also turns VGG's first two fully connected layers into
+convolutions (fc6 7×7, fc7 1×1). The mapping reads torchvision state dicts of `vgg16` (conv + ReLU)
 and `vgg16_bn` (conv + BN + ReLU), so `pretrained` may be `imagenet` or a local file in either format.
 """
 import torch
 import torch.nn as nn
 
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models._utils import mean_channel_filter
+from ptsemseg.encoders.weights import mean_channel_filter
 
 # Output channels of the 3×3 convolutions in each of VGG16's five pooling stages.
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
