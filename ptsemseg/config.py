@@ -4,7 +4,6 @@ Everything is checked before any work starts, so a typo fails in one line naming
 the closest valid names instead of an hour into a run.
 """
 import copy
-import inspect
 import math
 import os
 import re
@@ -190,15 +189,12 @@ def _check_name(path, key, name, registry):
         _fail(path, key, f"unknown {registry.kind} '{name}'{closest(name, registry.names())}")
 
 
-def _check_kwargs(path, key, func, kwargs, skip=()):
-    """Fail on keyword arguments that `func` does not take (unless it takes **kwargs)."""
-    params = inspect.signature(func).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [name for name in params if name not in skip]
-    for name in kwargs:
-        if name not in valid:
-            _fail(path, f"{key}.{name}", f"not an option{closest(name, valid)}")
+def _check_options(path, key, registry, name, options, given):
+    """Fail on YAML options the builder registered as `name` does not take, or required ones missing."""
+    try:
+        registry.check_options(name, options, given=given)
+    except PtsemsegError as err:
+        _fail(path, key, str(err))
 
 
 def validate(cfg, path):
@@ -226,8 +222,8 @@ def validate(cfg, path):
     if not isinstance(model, dict) or "arch" not in model:
         _fail(path, "model.arch", "missing")
     _check_name(path, "model.arch", model["arch"], MODELS)
-    _check_kwargs(path, "model", MODELS.get(model["arch"]),
-                  {k: v for k, v in model.items() if k != "arch" and v is not None}, skip=("heads",))
+    _check_options(path, "model", MODELS, model["arch"],
+                   {k: v for k, v in model.items() if k != "arch" and v is not None}, given=("heads",))
 
     task = cfg.get("task", DEFAULTS["task"])
     try:
@@ -242,8 +238,8 @@ def validate(cfg, path):
         _fail(path, "data.dataset", "missing")
     _check_name(path, "data.dataset", data["dataset"], DATASETS)
     options = {k: v for k, v in data.items() if k not in SCHEMA["data"] and v is not None}
-    _check_kwargs(path, "data", DATASETS.get(data["dataset"]).__init__, options,
-                  skip=("self", "root", "split", "keys", "img_size", "augmentations", "img_norm"))
+    _check_options(path, "data", DATASETS, data["dataset"], options,
+                   given=("root", "split", "keys", "img_size", "augmentations", "img_norm"))
     _check_sample_keys(path, model["arch"], task, DATASETS.get(data["dataset"]), data, options)
     for key in ("img_rows", "img_cols"):
         value = data.get(key, "same")

@@ -37,6 +37,9 @@ class Registry:
     def check_options(self, name, options, given=(), shared=()):
         """Fail in one line when YAML `options` for `name` hold keys its builder does not take or lack required ones.
 
+        The one option checker of every kind: losses, optimizers and schedulers call it when built, config
+        validation for the model and dataset options.
+
         `given` are the builder's parameters the caller passes itself (params, optimizer...); `shared` are keys the
         caller handles for every builder of this kind (a loss's scale_weight...), valid but not passed on.
         """
@@ -48,8 +51,9 @@ class Registry:
         valid = takes + [key for key in shared if key not in takes]
         unknown = [key for key in options if key not in valid]
         if unknown:
+            hint = closest(unknown[0], valid)[2:-1]  # "closest: a, b" or ""
             raise PtsemsegError(f"{self.kind} '{name}': unknown option {', '.join(repr(k) for k in unknown)} "
-                                f"(valid: {', '.join(valid) or 'none'})")
+                                f"({hint + '; ' if hint else ''}valid: {', '.join(valid) or 'none'})")
         missing = [key for key in takes if params[key].default is inspect.Parameter.empty and key not in options]
         if missing:
             raise PtsemsegError(f"{self.kind} '{name}': missing option {', '.join(repr(k) for k in missing)}")

@@ -221,7 +221,7 @@ def test_optimizer_decreases_a_quadratic(name):
     assert type(optimizer) is OPTIMIZERS.get(name)
     assert optimizer.param_groups[0]["lr"] == options["lr"]
     assert after < 0.95 * before
-    with pytest.raises(PtsemsegError, match=f"optimizer '{name}': unknown option 'lr_rate' \\(valid: .*lr"):
+    with pytest.raises(PtsemsegError, match=f"optimizer '{name}': unknown option 'lr_rate' \\((closest: [^;]*; )?valid: .*lr"):
         get_optimizer({"name": name, "lr_rate": 0.1}, [torch.zeros(1, requires_grad=True)])
 
 
