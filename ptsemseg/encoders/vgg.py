@@ -39,6 +39,7 @@ class VGGEncoder(nn.Module):
         if output_stride != 32:
             raise PtsemsegError(f"VGG encoders have output_stride 32 only (no dilated variant), got {output_stride!r}")
         self.batch_norm = batch_norm
+        self.in_channels, self.output_stride = in_channels, output_stride
         self.stages = nn.ModuleList()
         stage_in = in_channels
         for number, channels in enumerate(VGG16_STAGES):
