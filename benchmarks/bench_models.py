@@ -21,7 +21,7 @@ least 99% of pixels or the relative L2 error is below 5e-2; depth: relative L2 e
 loss is finite and within 5e-2 (relative) of fp32's. The weights are random (seeded, then one fp32 Adam step), not
 trained.
 The last lines count, per measure, the architectures for which each mode was the fastest correct one, and compare
-with what `training.amp: auto` / `training.channels_last: auto` choose on this device (ptsemseg.runtime).
+with what `training.amp: auto` / `training.channels_last: auto` choose on this device (ptsemseg.device).
 
     python benchmarks/bench_models.py [--archs deeplab fcrn] [--tasks seg depth] [--size 256x512] [--batch 2]
         [--iters 5] [--warmup 2] [--device cpu|cuda] [--json results.json] [--markdown] [--flops-only]
@@ -55,7 +55,7 @@ sys.path.insert(0, REPO)
 
 from ptsemseg.losses import LOSSES  # noqa: E402
 from ptsemseg.models import MODELS, get_model, model_inputs  # noqa: E402
-from ptsemseg.runtime import autocast, native_bf16_cpu, resolve_speed_modes, to_device  # noqa: E402
+from ptsemseg.device import autocast, native_bf16_cpu, resolve_speed_modes, to_device  # noqa: E402
 from ptsemseg.tasks import get_task_class  # noqa: E402
 
 TASKS = ("seg", "depth")
@@ -182,7 +182,7 @@ def synchronize(device):
 
 
 def mode_cfg(mode):
-    """The part of a resolved config that runtime.autocast reads."""
+    """The part of a resolved config that device.autocast reads."""
     return {"training": {"amp": mode.amp, "channels_last": mode.channels_last}}
 
 

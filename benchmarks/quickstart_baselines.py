@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ptsemseg.config import load_config  # noqa: E402
 from ptsemseg.models import MODELS  # noqa: E402
-from ptsemseg.runtime import build_dataset  # noqa: E402
+from ptsemseg.build import build_dataset  # noqa: E402
 from ptsemseg.tasks import TASKS  # noqa: E402
 from ptsemseg.trainer import Trainer  # noqa: E402
 

@@ -126,8 +126,9 @@ def evaluate_main(description, split, argv=None):
     from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, write_atomic
     from ptsemseg.config import load_config
     from ptsemseg.rundir import check_output_file, json_safe
-    from ptsemseg.runtime import (build_dataset, build_model, eval_loader, evaluate, resolve_device,
-                                  resolve_speed_modes, sample_keys)
+    from ptsemseg.build import build_dataset, build_model, eval_loader, sample_keys
+    from ptsemseg.device import resolve_device, resolve_speed_modes
+    from ptsemseg.evaluation import evaluate
     from ptsemseg.tasks import TaskSet
 
     if args.out_json:

@@ -22,8 +22,9 @@ from ptsemseg.losses import TaskSetLoss
 from ptsemseg.models import model_inputs
 from ptsemseg.optimizers import get_optimizer
 from ptsemseg.rundir import RunDirLock, append_metrics, check_writable_dir, drop_metrics_after
-from ptsemseg.runtime import (autocast, build_dataset, build_model, eval_loader, evaluate, sample_keys,
-                              resolve_device, resolve_speed_modes, seed_everything, to_device)
+from ptsemseg.build import build_dataset, build_model, eval_loader, sample_keys, seed_everything
+from ptsemseg.device import autocast, resolve_device, resolve_speed_modes, to_device
+from ptsemseg.evaluation import evaluate
 from ptsemseg.schedulers import get_scheduler
 from ptsemseg.tasks import TaskSet
 from ptsemseg.visualize import image_grid

@@ -366,7 +366,7 @@ def test_trainer_runs_on_the_miniature_datasets(dataset, nyu, sun, tmp_path):
     import yaml
 
     from conftest import tiny_config
-    from ptsemseg.runtime import build_dataset
+    from ptsemseg.build import build_dataset
     from ptsemseg.trainer import Trainer
 
     cfg = tiny_config()

@@ -10,7 +10,8 @@ import pytest
 import torch
 import yaml
 
-from ptsemseg import runtime
+from ptsemseg import device as device_module
+from ptsemseg import evaluation
 from ptsemseg import trainer as trainer_module
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
@@ -149,7 +150,7 @@ def test_resume_drops_metrics_past_the_checkpoint(write_config, tmp_path):
 
 def test_non_finite_metrics_are_written_as_null(write_config, monkeypatch):
     def nan_scores(*args, **kwargs):
-        scores, batch, prediction = runtime.evaluate(*args, **kwargs)
+        scores, batch, prediction = evaluation.evaluate(*args, **kwargs)
         return {**scores, "seg/mean_iou": float("nan"), "seg/per_class_iou": [float("inf")] * 6}, batch, prediction
 
     monkeypatch.setattr(trainer_module, "evaluate", nan_scores)
@@ -398,9 +399,9 @@ def test_checkpoint_minutes_bound_the_time_between_checkpoints(write_config, mon
 @pytest.mark.parametrize("device, native_bf16, amp, channels_last", [
     ("cpu", True, "bf16", True), ("cpu", False, False, False), ("cuda", False, "bf16", True)])
 def test_auto_speed_modes_follow_the_device(monkeypatch, device, native_bf16, amp, channels_last):
-    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: native_bf16)
+    monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: native_bf16)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    training = runtime.resolve_speed_modes({"amp": "auto", "channels_last": "auto"}, torch.device(device))
+    training = device_module.resolve_speed_modes({"amp": "auto", "channels_last": "auto"}, torch.device(device))
     assert training == {"amp": amp, "channels_last": channels_last}
 
 
@@ -410,11 +411,11 @@ def test_auto_speed_modes_follow_the_device(monkeypatch, device, native_bf16, am
     ("cpu", {"amp": None, "channels_last": True}, {"amp": False, "channels_last": True}),
     ("cuda", {"amp": "bf16", "channels_last": False}, {"amp": "bf16", "channels_last": False})])
 def test_explicit_speed_modes_are_kept(device, given, resolved):
-    assert runtime.resolve_speed_modes(dict(given), torch.device(device)) == resolved
+    assert device_module.resolve_speed_modes(dict(given), torch.device(device)) == resolved
 
 
 def test_run_directory_records_the_resolved_speed_modes(write_config, monkeypatch):
-    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: True)
     trainer, scores = train(write_config(training={"train_iters": 2, "val_interval": 2, "amp": "auto",
                                                    "channels_last": "auto"}))
     saved = yaml.safe_load(open(os.path.join(trainer.run_dir, "config.yaml")))

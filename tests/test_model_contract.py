@@ -1,0 +1,80 @@
+"""The model contract over the registry: every architecture with every head set it supports, fed the sample keys
+it declares (built from the sample schema), returns exactly its named outputs with the declared shapes."""
+import math
+
+import pytest
+import torch
+
+from ptsemseg.models import MODELS, get_model, model_input_keys
+from ptsemseg.models.heads import IMAGE
+from ptsemseg.schema import key_spec
+from ptsemseg.tasks import TASKS
+
+# arch -> options that keep it small (an empty mapping: tested at its real size). Aliases name their target.
+MODEL_CASES = {
+    "deeplab": {"backbone": "resnet18"},
+    "pspnet": {"backbone": "resnet18"},
+    "fcrn": {"backbone": "resnet18"},
+    "fcn8s": {},
+    "segnet": {},
+    "frrn": {"model_type": "A"},
+    "frrnA": {},
+    "frrnB": {},
+    "dispnet": {},
+}
+ALIASES = {"fcn": "fcn8s"}
+HEAD_SETS = [{"seg": 5}, {"depth": 1}, {"seg": 5, "depth": 1}, {"seg": 5, "scene": 3}]
+SIZE = (45, 61)  # odd on purpose
+
+
+def test_every_registered_architecture_has_a_case():
+    missing = [name for name in MODELS.names() if name not in MODEL_CASES and name not in ALIASES]
+    assert not missing, f"add contract cases for the architectures {missing} to MODEL_CASES"
+    assert all(MODELS.get(alias) is MODELS.get(target) for alias, target in ALIASES.items())
+
+
+def schema_inputs(keys, batch=2, size=SIZE):
+    """One random batch per input key, shaped and typed as the sample schema says the loaders give it."""
+    inputs = []
+    for key in keys:
+        spec = key_spec(key)
+        shape = (batch, spec.channels, *size) if spec.channel_axis else (batch, *size)
+        tensor = torch.rand(shape) * (10.0 if key in ("depth", "raw_depth") else 1.0)
+        inputs.append(tensor.to(spec.tensor_dtype))
+    return inputs
+
+
+def expected_shape(name, channels, batch=2, size=SIZE):
+    return (batch, channels) if TASKS.get(name).kind == IMAGE else (batch, channels, *size)
+
+
+@pytest.mark.parametrize("heads", HEAD_SETS, ids=lambda heads: "+".join(heads))
+@pytest.mark.parametrize("arch", list(MODEL_CASES))
+def test_model_contract(arch, heads):
+    torch.manual_seed(0)
+    model = get_model({"arch": arch, **MODEL_CASES[arch]}, heads)
+    keys = model_input_keys(arch)
+    assert tuple(model.input_keys) == keys, "the builder and the module declare different inputs"
+    inputs = schema_inputs(keys)
+
+    model.train()
+    outputs = model(*inputs)
+    assert set(heads) <= set(outputs)
+    for name, output in outputs.items():
+        head, _, aux = name.partition("/")
+        assert head in heads, f"output '{name}' belongs to no head"
+        assert output.shape[:2] == expected_shape(head, heads[head])[:2], name
+    loss = sum(output.float().mean() for output in outputs.values())
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+    model.eval()
+    with torch.no_grad():
+        evaluated = model(*inputs)
+    assert list(evaluated) == list(heads), "eval mode returns exactly one output per head, in head order"
+    for name, output in evaluated.items():
+        assert output.shape == expected_shape(name, heads[name]), name
+        assert torch.isfinite(output).all(), name
+        if name == "depth":
+            assert (output > 0).all() and math.isfinite(float(output.max()))
