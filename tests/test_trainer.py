@@ -57,16 +57,18 @@ def _last_iteration(path):
         return None
 
 
-def test_exact_resume_after_kill(write_config, tmp_path):
+@pytest.mark.parametrize("task", ["seg", {"seg": 1.0, "depth": 0.5}], ids=["seg", "seg+depth"])
+def test_exact_resume_after_kill(write_config, tmp_path, task):
     """Killed with SIGKILL after its first validation and resumed, training ends bit-identical to an uninterrupted
-    run, with the same metrics.jsonl. The killed run takes last.pt by wall-clock time (checkpoint_minutes), the
-    reference every 2 iterations: a checkpoint's content does not depend on when it is written."""
+    run, with the same metrics.jsonl, for one task and for several. The killed run takes last.pt by wall-clock time
+    (checkpoint_minutes), the reference every 2 iterations: a checkpoint's content does not depend on when it is
+    written."""
     training = {"train_iters": 40, "val_interval": 20, "checkpoint_interval": 2, "print_interval": 5,
                 "lr_schedule": {"name": "poly_lr", "warmup_iters": 5},
                 "augmentations": {"hflip": 0.5, "brightness": 0.2}}
-    reference = write_config("reference.yaml", training=training)
+    reference = write_config("reference.yaml", task=task, training=training)
     _, _ = train(reference)
-    interrupted = write_config("interrupted.yaml",
+    interrupted = write_config("interrupted.yaml", task=task,
                                training={**training, "checkpoint_interval": 20, "checkpoint_minutes": 0.002})
     run_dir = str(tmp_path / "interrupted")
     process = subprocess.Popen([sys.executable, "train.py", "--config", interrupted], cwd=REPO,

@@ -202,46 +202,6 @@ def test_dispnet_depth_is_inverse_disparity_starting_mid_range():
     assert torch.allclose(start, torch.full_like(start, 1 / (0.01 * 10.01) ** 0.5), rtol=1e-4)
 
 
-HEAD_SETS = {"seg": {"seg": 6}, "depth": {"depth": 1}, "seg+depth": {"seg": 6, "depth": 1},
-             "seg+scene": {"seg": 6, "scene": 10}}
-SIZE = (21, 27)
-# FCN-8s (134 M parameters) only in its joint layouts here; its single-task models are checked in test_models.py.
-HEAD_CASES = [(arch, head_set) for arch in ("segnet", "frrnA", "dispnet") for head_set in sorted(HEAD_SETS)] + [
-    ("fcn8s", "seg+depth"), ("fcn8s", "seg+scene")]
-
-
-def expected_shapes(arch, heads, training, batch=1):
-    """Output name -> shape: dense heads at the input size (DispNet adds its coarser scales in train mode)."""
-    shapes = {}
-    for name, channels in heads.items():
-        if name == "scene":
-            shapes[name] = (batch, channels)
-            continue
-        shapes[name] = (batch, channels, *SIZE)
-        if arch == "dispnet" and training:
-            shapes.update({f"{name}/scale{i}": (batch, channels, *(-(-side // 2 ** i) for side in SIZE))
-                           for i in range(1, 4)})
-    return shapes
-
-
-@pytest.mark.parametrize("arch, head_set", HEAD_CASES)
-def test_every_head_combination_gives_named_outputs_in_train_and_eval(arch, head_set):
-    heads = HEAD_SETS[head_set]
-    torch.manual_seed(0)
-    model = get_model({"arch": arch}, heads).train()
-    image = torch.rand(1, 3, *SIZE)
-    outputs = model(image)
-    assert {name: tuple(out.shape) for name, out in outputs.items()} == expected_shapes(arch, heads, True)
-    sum(out.mean() for out in outputs.values()).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, missing
-    with torch.no_grad():
-        outputs = model.eval()(image)
-    assert {name: tuple(out.shape) for name, out in outputs.items()} == expected_shapes(arch, heads, False)
-    if "depth" in heads:
-        assert (outputs["depth"] > 0).all()
-
-
 def parameter_count(model):
     return sum(p.numel() for p in model.parameters())
 
