@@ -1,4 +1,5 @@
-"""Pieces shared by the architectures: the depth output, first-conv adaptation and pretrained weights."""
+"""Pieces shared by the architectures: the depth output, first-conv adaptation, pretrained weights and a
+transposed convolution that avoids oneDNN's bf16 kernel where it has too few channels."""
 import os
 
 import torch
@@ -13,6 +14,27 @@ class PositiveDepth(nn.Module):
 
     def forward(self, x):
         return F.softplus(x) + 1e-3
+
+
+# Channels per block of oneDNN's bf16 convolution kernels: layers with fewer have their channels padded to one block.
+ONEDNN_CHANNEL_BLOCK = 16
+
+
+class NarrowFp32ConvTranspose2d(nn.ConvTranspose2d):
+    """ConvTranspose2d that runs in fp32 under CPU autocast when it has fewer channels than one oneDNN block.
+
+    FCN-8s's bilinear upsamplers (as many channels as classes) in bf16 autocast on an AVX512-BF16 CPU corrupted
+    the heap in the first backward pass at 4, 6 or 8 classes (`free(): invalid next size`, or a segfault), not at
+    19 or 21, not in fp32 and not with oneDNN disabled (BENCHMARKS.md, "bf16 heap corruption"). These layers are
+    a negligible part of the compute, so fp32 costs nothing measurable; the rest of the network stays in bf16.
+    """
+
+    def forward(self, x, output_size=None):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and \
+                min(self.in_channels, self.out_channels) < ONEDNN_CHANNEL_BLOCK:
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float(), output_size)
+        return super().forward(x, output_size)
 
 
 def output_activation(task):

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torchvision
 
 from ptsemseg.models import MODELS
-from ptsemseg.models._utils import PositiveDepth, pretrained_state_dict
+from ptsemseg.models._utils import NarrowFp32ConvTranspose2d, PositiveDepth, pretrained_state_dict
 from ptsemseg.models.vgg import VGG16_STAGES, load_vgg16_convs, load_vgg16_fc_as_conv, stage_convs, vgg16_stage
 
 # Offsets (in pixels) that align the score maps of the padded network with the input (from the Caffe model).
@@ -41,7 +41,7 @@ def bilinear_upsampling_weight(channels, kernel_size):
 
 
 def _upsampler(channels, kernel_size, stride):
-    upsample = nn.ConvTranspose2d(channels, channels, kernel_size, stride=stride, bias=False)
+    upsample = NarrowFp32ConvTranspose2d(channels, channels, kernel_size, stride=stride, bias=False)
     with torch.no_grad():
         upsample.weight.copy_(bilinear_upsampling_weight(channels, kernel_size))
     return upsample
