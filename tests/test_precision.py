@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ptsemseg.models import MODELS
+from ptsemseg.models._utils import NarrowFp32ConvTranspose2d
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step_child.py")
 MODES = ("fp32", "channels_last", "bf16", "bf16+channels_last")
@@ -116,11 +117,25 @@ def narrow_bf16_deconvolutions(onednn_log):
     return found
 
 
+@pytest.mark.parametrize("channels, dtype", [(6, torch.float32), (15, torch.float32), (16, torch.bfloat16)])
+def test_narrow_transposed_convolution_leaves_bf16_autocast(monkeypatch, channels, dtype):
+    """Under bf16 autocast a transposed convolution with fewer than 16 channels computes in fp32, exactly as
+    outside autocast; wider ones stay in bf16. (oneDNN off: only the dispatch is checked here, in process.)"""
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    upsample = NarrowFp32ConvTranspose2d(channels, channels, 4, stride=2, bias=False)
+    x = torch.randn(1, channels, 5, 7).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = upsample(x)
+    assert y.dtype == dtype and y.shape == (1, channels, 12, 16)
+    if dtype == torch.float32:
+        assert torch.equal(y, upsample(x.float()))
+
+
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="checks which oneDNN kernels run")
 def test_fcn8s_small_class_count_trains_in_bf16_channels_last():
-    """The issue's reproduction: FCN-8s, 6 classes, 64×96, bf16 autocast in channels_last (what `auto` picks on a
-    CPU with native bf16), three steps of fused Adam. It once corrupted the heap in oneDNN's bf16 transposed
-    convolution with fewer channels than one 16-channel block; the upsamplers now run in fp32 there."""
+    """The reported crash: FCN-8s, 6 classes, 64×96, bf16 autocast in channels_last (what `auto` picks on a CPU
+    with native bf16), three steps of fused Adam. It exits cleanly, and no bf16 transposed convolution with fewer
+    channels than one 16-channel oneDNN block runs: the upsamplers at this class count run in fp32."""
     cases = [case("fcn8s", "seg", 6, "bf16+channels_last", (64, 96))] * 3
     problems, onednn_log = run_cases(cases, env=dict(os.environ, ONEDNN_VERBOSE="1"))
     assert not problems

@@ -23,10 +23,12 @@ ONEDNN_CHANNEL_BLOCK = 16
 class NarrowFp32ConvTranspose2d(nn.ConvTranspose2d):
     """ConvTranspose2d that runs in fp32 under CPU autocast when it has fewer channels than one oneDNN block.
 
-    FCN-8s's bilinear upsamplers (as many channels as classes) in bf16 autocast on an AVX512-BF16 CPU corrupted
-    the heap in the first backward pass at 4, 6 or 8 classes (`free(): invalid next size`, or a segfault), not at
-    19 or 21, not in fp32 and not with oneDNN disabled (BENCHMARKS.md, "bf16 heap corruption"). These layers are
-    a negligible part of the compute, so fp32 costs nothing measurable; the rest of the network stays in bf16.
+    FCN-8s in bf16 autocast on an AVX512-BF16 CPU was seen to corrupt the heap in its first backward pass at 4, 6
+    or 8 classes (`free(): invalid next size`, or a segfault), never at 19 or 21 classes, in fp32 or with oneDNN
+    disabled. Its bilinear upsamplers are the zoo's only layers whose input and output channels are both the
+    class count; oneDNN's bf16 deconvolution pads them to one 16-channel block. Other architectures' classifiers
+    (few output channels only) train in bf16. In fp32 the upsamplers cost nothing measurable (BENCHMARKS.md,
+    "bf16 heap corruption"); the rest of the network stays in bf16.
     """
 
     def forward(self, x, output_size=None):
