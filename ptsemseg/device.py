@@ -28,6 +28,8 @@ def resolve_speed_modes(training, device):
     (BENCHMARKS.md): on a CPU with native bf16, bf16 autocast in channels_last; on other CPUs fp32 (emulated bf16
     is slower); on CUDA, channels_last with bf16 autocast where the GPU has bf16, else fp16 (the usual choice on
     tensor-core GPUs, not measured by this project's benchmark runs). `amp: true` means bf16 on CPU, fp16 on CUDA.
+    bf16 is safe for every architecture: FCN-8s's upsamplers with fewer than 16 classes, whose bf16 kernels were
+    seen to corrupt the heap, compute in fp32 inside the model (models/_utils.py, NarrowFp32ConvTranspose2d).
     The concrete values are written back, so the run directory's config.yaml records what ran.
     """
     cuda = device.type == "cuda"

@@ -34,6 +34,7 @@ from ptsemseg.models import MODELS
 from ptsemseg.encoders.weights import pretrained_state_dict
 from ptsemseg.models.heads import DENSE, IMAGE, ImageHead, dense_heads, image_heads, require_kinds
 from ptsemseg.models.vgg import load_vgg16_fc_as_conv
+from ptsemseg.models._utils import NarrowFp32ConvTranspose2d
 
 # Offsets (in pixels) that align the score maps of the padded network with the input (from the Caffe model).
 POOL4_CROP, POOL3_CROP, OUTPUT_CROP = 5, 9, 31
@@ -52,7 +53,7 @@ def bilinear_upsampling_weight(channels, kernel_size):
 
 
 def _upsampler(channels, kernel_size, stride):
-    upsample = nn.ConvTranspose2d(channels, channels, kernel_size, stride=stride, bias=False)
+    upsample = NarrowFp32ConvTranspose2d(channels, channels, kernel_size, stride=stride, bias=False)
     with torch.no_grad():
         upsample.weight.copy_(bilinear_upsampling_weight(channels, kernel_size))
     return upsample
