@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ptsemseg.models import get_model  # noqa: E402
 from ptsemseg.optimizers import get_optimizer  # noqa: E402
-from ptsemseg.runtime import autocast  # noqa: E402
+from ptsemseg.device import autocast  # noqa: E402
 
 # mode -> (training.amp, training.channels_last)
 MODES = {"fp32": (False, False), "channels_last": (False, True), "bf16": ("bf16", False),
@@ -26,23 +26,14 @@ BATCH = 2  # batch norm in train mode needs more than one value per channel (PSP
 
 
 def build_model(arch, options, task, n_classes):
-    """The model under test: the only call into the model builder."""
-    return get_model({"arch": arch, **options}, task, n_classes)
+    """The model under test, with the one head of `task`."""
+    return get_model({"arch": arch, **options}, {task: n_classes if task == "seg" else 1})
 
 
-def outputs_of(output):
-    """The output tensors of a model: a tensor, a list/tuple of tensors or a dict of named tensors."""
-    if isinstance(output, dict):
-        return list(output.values())
-    if isinstance(output, (list, tuple)):
-        return list(output)
-    return [output]
-
-
-def loss_of(output, task, n_classes, generator):
-    """The task's loss (cross-entropy or L1 against random targets) summed over every output."""
+def loss_of(outputs, task, n_classes, generator):
+    """The task's loss (cross-entropy or L1 against random targets) summed over the model's named outputs."""
     total = 0.0
-    for out in outputs_of(output):
+    for out in outputs.values():
         out = out.float()
         if task == "seg":
             target = torch.randint(0, n_classes, (out.shape[0], *out.shape[2:]), generator=generator)
