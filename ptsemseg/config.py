@@ -93,10 +93,17 @@ def safe_load(text):
 
 
 def merge(base, child):
-    """Recursive dict merge where the child's values win."""
+    """Recursive dict merge where the child's values win.
+
+    A child mapping with `_delete_: true` replaces the base's mapping instead of merging into it (as in
+    mmsegmentation's configs), e.g. per-task losses over a base's single loss.
+    """
     out = copy.deepcopy(base)
     for key, value in child.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        replace = isinstance(value, dict) and value.get("_delete_") is True
+        if replace:
+            value = {k: v for k, v in value.items() if k != "_delete_"}
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not replace:
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

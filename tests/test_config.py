@@ -37,6 +37,15 @@ def test_base_inheritance_child_wins(tmp_path):
     assert resolved["model"]["backbone"] == "resnet18"
 
 
+def test_delete_replaces_the_base_mapping(tmp_path):
+    dump(tmp_path / "base.yaml", tiny_config(training={"augmentations": {"hflip": 0.5, "gamma": 0.2}}))
+    merged = {"_base_": "base.yaml", "training": {"augmentations": {"vflip": 0.5}}}
+    replaced = {"_base_": "base.yaml", "training": {"augmentations": {"_delete_": True, "vflip": 0.5}}}
+    assert load_config(dump(tmp_path / "merged.yaml", merged))["training"]["augmentations"] == \
+        {"hflip": 0.5, "gamma": 0.2, "vflip": 0.5}
+    assert load_config(dump(tmp_path / "replaced.yaml", replaced))["training"]["augmentations"] == {"vflip": 0.5}
+
+
 def test_overrides_parse_yaml_values(tmp_path):
     resolved = load_config(dump(tmp_path / "c.yaml", tiny_config()),
                            ["training.batch_size=4", "model.arch=deeplab", "training.optimizer.lr=1e-2",
@@ -67,7 +76,7 @@ def test_bad_override_syntax(override):
     ("task=segmentation", "task: unknown task 'segmentation'"),
     ("task={seg: 1.0, depth: -1}", "task: task 'depth': the loss weight must be a number ≥ 0"),
     ("training.best_metric=seg/miou", "training.best_metric: task seg has no score 'miou'"),
-    ("training.aux_weights={depth/aux: 0.4}", "'depth/aux' is not '<task>/<output>' for a task of this run (seg)"),
+    ("training.aux_weights={depth/aux: 0.4}", "aux_weights: 'depth/aux' is not '<task>/<output>' for a task of"),
     ("training.loss={seg: {name: cross_entropy}, depth: {name: l1_loss}}", "'depth' is not a task of this run (seg)"),
     ("data.img_rows=same", "img_rows and img_cols must both"),
     ("training.n_workers=-1", "training.n_workers: must be 0 (load in the main process) or more, got -1"),

@@ -267,7 +267,7 @@ class RGBDProbe(torch.nn.Module):
 
     input_keys = ("image", "depth")
 
-    def __init__(self, task, n_outputs):
+    def __init__(self, heads):
         super().__init__()
 
 

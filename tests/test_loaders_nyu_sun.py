@@ -378,7 +378,7 @@ def test_trainer_runs_on_the_miniature_datasets(dataset, nyu, sun, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     trainer = Trainer(load_config(str(path)), str(path))
-    assert trainer.n_classes == (13 if dataset == "nyuv2" else 37)
+    assert trainer.tasks.meta() == {"seg": 13 if dataset == "nyuv2" else 37}
     assert set(trainer.train_set.load(0)) == {"image", "label", "meta"}
     every_key = build_dataset(trainer.cfg, "train", EVERY_KEY, augment=True)
     batch = next(iter(torch.utils.data.DataLoader(every_key, batch_size=2)))

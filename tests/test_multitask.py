@@ -4,11 +4,9 @@ import os
 
 import pytest
 import torch
-import torch.nn as nn
 
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.models import MODELS
 from ptsemseg.trainer import Trainer
 from tests.conftest import run_script
 
@@ -53,27 +51,7 @@ def test_seg_with_scene_classification(write_config):
     assert trainer.tasks.meta()["scene"] == trainer.train_set.n_scene_classes
 
 
-class NeedsHHA(nn.Module):
-    """An RGB-D model for the key check: it consumes the image and the HHA encoding of depth."""
-
-    input_keys = ("image", "hha")
-
-
-@pytest.fixture
-def rgbd_arch():
-    """A registered architecture that needs HHA, removed again after the test."""
-    def build(heads):
-        return NeedsHHA()
-
-    build.input_keys = NeedsHHA.input_keys
-    MODELS.register("needs_depth_test_model")(build)
-    yield "needs_depth_test_model"
-    MODELS._builders.pop("needs_depth_test_model")
-
-
-def test_keys_the_dataset_cannot_give_fail_before_any_work(write_config, tmp_path, rgbd_arch):
+def test_a_task_target_the_dataset_cannot_give_fails_before_any_work(write_config, tmp_path):
     cityscapes = ["data.dataset=cityscapes", "data.length=", f"data.path={tmp_path}"]
-    with pytest.raises(PtsemsegError, match="scene.*dataset cityscapes gives"):
+    with pytest.raises(PtsemsegError, match="task scene needs 'scene'; dataset cityscapes gives image, label, depth"):
         load_config(write_config("scene.yaml", task={"seg": 1.0, "scene": 1.0}), cityscapes)
-    with pytest.raises(PtsemsegError, match="needs 'hha'.*dataset cityscapes gives image, label, depth"):
-        load_config(write_config("rgbd.yaml"), [f"model.arch={rgbd_arch}", "model.backbone=", *cityscapes])

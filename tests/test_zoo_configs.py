@@ -19,6 +19,7 @@ from ptsemseg.cli import train_main
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.models import MODELS, get_model
+from ptsemseg.tasks import TASKS, parse_task_spec
 from tests.conftest import REPO
 
 SYNTHETIC_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "synthetic", "*.yaml")))
@@ -34,15 +35,16 @@ SLOW_CONFIGS = {"fcn8s_seg.yaml", "fcn8s_depth.yaml"}
 
 
 def assert_run_directory(run_dir, arch, task, iterations=2):
-    """The run wrote its checkpoint and one validation line per val_interval, for the arch and task configured."""
+    """The run wrote its checkpoint and one validation line per val_interval, for the arch and task(s) configured."""
+    tasks = list(parse_task_spec(task))
     files = set(os.listdir(run_dir))
     assert {"last.pt", "metrics.jsonl", "config.yaml"} <= files, sorted(files)
     lines = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8")]
     assert lines[-1]["iteration"] == iterations
-    assert ("seg/mean_iou" if task == "seg" else "depth/abs_rel") in lines[-1]
+    assert all(f"{name}/{TASKS.get(name).best_metric}" in lines[-1] for name in tasks)
     state = torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)
     assert state["iteration"] == iterations
-    assert MODELS.get(state["meta"]["arch"]) is MODELS.get(arch) and state["meta"]["task"] == task
+    assert MODELS.get(state["meta"]["arch"]) is MODELS.get(arch) and list(state["meta"]["tasks"]) == tasks
 
 
 def test_every_architecture_has_a_seg_and_a_depth_config():
@@ -51,7 +53,8 @@ def test_every_architecture_has_a_seg_and_a_depth_config():
         assert {f"{arch}_seg.yaml", f"{arch}_depth.yaml"} <= names, arch
     for path in SYNTHETIC_CONFIGS:
         cfg = load_config(path)
-        assert cfg["data"]["dataset"] == "synthetic" and cfg["task"] in os.path.basename(path), path
+        assert cfg["data"]["dataset"] == "synthetic", path
+        assert all(name in os.path.basename(path) for name in parse_task_spec(cfg["task"])), path
         assert cfg["model"].get("pretrained", "none") == "none", f"{path} must run offline"
 
 

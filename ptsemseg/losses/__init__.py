@@ -95,12 +95,12 @@ def task_losses_config(loss_cfg, task_names):
         raise PtsemsegError(f"training.loss must be a mapping, got {loss_cfg!r}")
     if "name" in loss_cfg:
         if len(task_names) > 1:
-            raise PtsemsegError("training.loss: with several tasks, give one loss per task, e.g. "
+            raise PtsemsegError("with several tasks, give one loss per task, e.g. "
                                 "{seg: {name: cross_entropy}, depth: {name: berhu_loss}}")
         return {task_names[0]: loss_cfg}
     unknown = [key for key in loss_cfg if key not in task_names]
     if unknown:
-        raise PtsemsegError(f"training.loss: '{unknown[0]}' is not a task of this run ({', '.join(task_names)}); "
+        raise PtsemsegError(f"'{unknown[0]}' is not a task of this run ({', '.join(task_names)}); "
                             "a single loss needs a 'name'")
     return {name: loss_cfg.get(name) for name in task_names}
 
@@ -113,7 +113,7 @@ def aux_weights_config(aux_weights, task_names):
     for key, weight in aux_weights.items():
         task, sep, _ = str(key).partition("/")
         if not sep or task not in task_names:
-            raise PtsemsegError(f"training.aux_weights: '{key}' is not '<task>/<output>' for a task of this run "
+            raise PtsemsegError(f"aux_weights: '{key}' is not '<task>/<output>' for a task of this run "
                                 f"({', '.join(task_names)})")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise PtsemsegError(f"training.aux_weights.{key} must be a number ≥ 0, got {weight!r}")
