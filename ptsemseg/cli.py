@@ -138,7 +138,7 @@ def evaluate_main(description, split, argv=None):
     model_path = args.model_path or cfg["testing"]["trained_model"]
     state = load_checkpoint(model_path)
     device = resolve_device(cfg["training"]["device"])
-    resolve_speed_modes(cfg["training"], device)
+    resolve_speed_modes(cfg["training"], device, cfg["model"]["arch"])
     dataset = build_dataset(cfg, cfg["data"][split_key], sample_keys(cfg))
     tasks = TaskSet(cfg["task"], dataset, cfg["training"]["best_metric"])
     check_compatible(state, model_path, cfg["model"]["arch"], tasks.meta())

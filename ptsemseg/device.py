@@ -21,7 +21,7 @@ def native_bf16_cpu():
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def resolve_speed_modes(training, device):
+def resolve_speed_modes(training, device, arch=None):
     """Replace `auto` (and `amp: true`) in `training.amp` / `training.channels_last` by the choice for `device`.
 
     `auto` is the fastest mode that still trains correctly, as measured by benchmarks/bench_models.py
@@ -30,14 +30,19 @@ def resolve_speed_modes(training, device):
     tensor-core GPUs, not measured by this project's benchmark runs). `amp: true` means bf16 on CPU, fp16 on CUDA.
     bf16 is safe for every architecture: FCN-8s's upsamplers with fewer than 16 classes, whose bf16 kernels were
     seen to corrupt the heap, compute in fp32 inside the model (models/_utils.py, NarrowFp32ConvTranspose2d).
+    An architecture whose builder sets `cpu_bf16_safe = False` gets fp32 from `auto` on a CPU (DispNet: its weights
+    turned NaN within 2 steps in bf16 autocast at small inputs, nondeterministically; fp32 never did, BENCHMARKS.md).
     The concrete values are written back, so the run directory's config.yaml records what ran.
     """
+    from ptsemseg.models import MODELS
+
     cuda = device.type == "cuda"
     fast_cpu = not cuda and native_bf16_cpu()
+    bf16_safe = arch is None or getattr(MODELS.get(arch), "cpu_bf16_safe", True)
     if training["amp"] == "auto" and cuda:
         training["amp"] = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     elif training["amp"] == "auto":
-        training["amp"] = "bf16" if fast_cpu else False
+        training["amp"] = "bf16" if fast_cpu and bf16_safe else False
     elif training["amp"] is True:
         training["amp"] = "fp16" if cuda else "bf16"
     elif not training["amp"]:

@@ -68,7 +68,7 @@ class Trainer:
         self.config_path = config_path
         training = cfg["training"]
         self.device = resolve_device(training["device"])
-        resolve_speed_modes(training, self.device)
+        resolve_speed_modes(training, self.device, cfg["model"]["arch"])
         seed_everything(cfg["seed"])
 
         keys = sample_keys(cfg)

@@ -407,6 +407,15 @@ def test_auto_speed_modes_follow_the_device(monkeypatch, device, native_bf16, am
     assert training == {"amp": amp, "channels_last": channels_last}
 
 
+def test_auto_keeps_dispnet_out_of_cpu_bf16(monkeypatch):
+    """DispNet's weights turned NaN in CPU bf16 autocast at small inputs: auto gives it fp32 (channels_last stays)."""
+    monkeypatch.setattr(device_module, "native_bf16_cpu", lambda: True)
+    auto = {"amp": "auto", "channels_last": "auto"}
+    assert device_module.resolve_speed_modes(dict(auto), torch.device("cpu"), "dispnet") == \
+        {"amp": False, "channels_last": True}
+    assert device_module.resolve_speed_modes(dict(auto), torch.device("cpu"), "deeplab")["amp"] == "bf16"
+
+
 @pytest.mark.parametrize("device, given, resolved", [
     ("cpu", {"amp": True, "channels_last": False}, {"amp": "bf16", "channels_last": False}),
     ("cuda", {"amp": True, "channels_last": True}, {"amp": "fp16", "channels_last": True}),

@@ -170,3 +170,5 @@ def build_dispnet(heads, in_channels=3, scales=N_PREDICTIONS, alpha=10.0, beta=0
 
 
 build_dispnet.input_keys = DispNetS.input_keys
+# In CPU bf16 autocast its weights turned NaN within 2 steps at small inputs (nondeterministically): auto picks fp32.
+build_dispnet.cpu_bf16_safe = False
