@@ -101,12 +101,6 @@ class TaskSet:
     def items(self):
         return self.tasks.items()
 
-    def __iter__(self):
-        return iter(self.tasks.values())
-
-    def __len__(self):
-        return len(self.tasks)
-
     def heads(self):
         return tuple(task.head() for task in self.tasks.values())
 
