@@ -1,6 +1,8 @@
 """Architecture-specific checks of FCN-8s, SegNet, FRRN and DispNet: VGG16 weight mapping, exact sizes, FRRU
 chaining, SegNet's signed logits, DispNet's multi-scale heads and every head combination (seg, depth, seg + depth,
 seg + scene); single-task shapes, modes and AMP are in test_models.py."""
+import shutil
+
 import pytest
 import torch
 import torchvision
@@ -44,7 +46,8 @@ def vgg_files(tmp_path_factory):
         state = getattr(torchvision.models, name)().state_dict()
         files[name] = (str(folder / f"{name}.pth"), state)
         torch.save(state, files[name][0])
-    return files
+    yield files
+    shutil.rmtree(folder)  # 1 GB of weights: gone as soon as the module is done
 
 
 def vgg_convs(state):
