@@ -24,7 +24,7 @@ def seed_everything(seed):
 def sample_keys(cfg):
     """The sample keys a run needs: the model's inputs, then the tasks' targets."""
     targets = [TASKS.get(name).target_key for name in parse_task_spec(cfg["task"])]
-    return tuple(dict.fromkeys([*model_input_keys(cfg["model"]["arch"]), *targets]))
+    return tuple(dict.fromkeys([*model_input_keys(cfg["model"]), *targets]))
 
 
 def build_dataset(cfg, split, keys, augment=False):

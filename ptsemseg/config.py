@@ -196,10 +196,10 @@ def _check_name(path, key, name, registry):
         _fail(path, key, f"unknown {registry.kind} '{name}'{closest(name, registry.names())}")
 
 
-def _check_options(path, key, registry, name, options, given):
+def _check_options(path, key, registry, name, options, given, shared=()):
     """Fail on YAML options the builder registered as `name` does not take, or required ones missing."""
     try:
-        registry.check_options(name, options, given=given)
+        registry.check_options(name, options, given=given, shared=shared)
     except PtsemsegError as err:
         _fail(path, key, str(err))
 
@@ -230,7 +230,8 @@ def validate(cfg, path):
         _fail(path, "model.arch", "missing")
     _check_name(path, "model.arch", model["arch"], MODELS)
     _check_options(path, "model", MODELS, model["arch"],
-                   {k: v for k, v in model.items() if k != "arch" and v is not None}, given=("heads",))
+                   {k: v for k, v in model.items() if k != "arch" and v is not None}, given=("heads",),
+                   shared=("inputs",))
 
     task = cfg.get("task", DEFAULTS["task"])
     try:
@@ -247,7 +248,7 @@ def validate(cfg, path):
     options = {k: v for k, v in data.items() if k not in SCHEMA["data"] and v is not None}
     _check_options(path, "data", DATASETS, data["dataset"], options,
                    given=("root", "split", "keys", "img_size", "augmentations", "img_norm"))
-    _check_sample_keys(path, model["arch"], task, DATASETS.get(data["dataset"]), data, options)
+    _check_sample_keys(path, model, task, DATASETS.get(data["dataset"]), data, options)
     for key in ("img_rows", "img_cols"):
         value = data.get(key, "same")
         if value != "same" and not (_is_int(value) and value > 0):
@@ -343,7 +344,7 @@ def _apply_seed_keys(path, section, values):
         values["optimizer"] = {**DEFAULT_OPTIMIZER, **sgd_options}
 
 
-def _check_sample_keys(path, arch, task, dataset_cls, data, options):
+def _check_sample_keys(path, model, task, dataset_cls, data, options):
     """Fail when the dataset cannot give the task's target or a model input, for any split the config names."""
     from ptsemseg.loaders.base import check_keys
     from ptsemseg.models import model_input_keys
@@ -355,7 +356,14 @@ def _check_sample_keys(path, arch, task, dataset_cls, data, options):
             for name in parse_task_spec(task):
                 check_keys([TASKS.get(name).target_key], dataset_cls, split, options, who=f"task {name}",
                            as_targets=True)
-            check_keys(model_input_keys(arch), dataset_cls, split, options, who=f"model {arch}")
+        except PtsemsegError as err:
+            _fail(path, "data.dataset", str(err))
+        try:
+            inputs = model_input_keys(model)
+        except PtsemsegError as err:
+            _fail(path, "model.inputs", str(err))
+        try:
+            check_keys(inputs, dataset_cls, split, options, who=f"model {model['arch']}")
         except PtsemsegError as err:
             _fail(path, "data.dataset", str(err))
 

@@ -53,7 +53,7 @@ def expected_shape(name, channels, batch=2, size=SIZE):
 def test_model_contract(arch, heads):
     torch.manual_seed(0)
     model = get_model({"arch": arch, **MODEL_CASES[arch]}, heads)
-    keys = model_input_keys(arch)
+    keys = model_input_keys({"arch": arch, **MODEL_CASES[arch]})
     assert tuple(model.input_keys) == keys, "the builder and the module declare different inputs"
     inputs = schema_inputs(keys)
 

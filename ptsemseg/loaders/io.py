@@ -49,3 +49,14 @@ def read_png16(path):
     if image.dtype != np.uint16:
         raise CorruptFileError(f"expected a 16-bit PNG, got {image.dtype}: {path}")
     return image
+
+
+def write_rgb_png_atomic(path, image):
+    """Write an H×W×3 uint8 RGB array as PNG, atomically (a cache that workers may read while it is written)."""
+    from ptsemseg.checkpoint import write_atomic
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise PtsemsegError(f"cannot encode {path} as PNG")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomic(path, lambda handle: handle.write(encoded.tobytes()))

@@ -12,13 +12,16 @@ z forward; `depth` is the z coordinate of the visible point in the camera frame 
 """
 import dataclasses
 import math
+import os
 
 import cv2
 import numpy as np
 
+from ptsemseg.depth_utils import hha_encode
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
+from ptsemseg.loaders.io import read_rgb, write_rgb_png_atomic
 
 CLASS_NAMES = ("floor", "wall", "ceiling", "box", "sphere", "cylinder")
 FLOOR, WALL, CEILING, BOX, SPHERE, CYLINDER = range(6)
@@ -506,14 +509,17 @@ class Synthetic(DenseDataset):
     - `depth_source`: what `depth` holds when there are holes: `raw` (default) the depth with holes, `filled`
       the complete render (with `raw_depth` as the input, the setting of depth completion);
     - `native_size`: (rows, cols) rendered when no `img_size` is set (default 240x320). With `img_size` the
-      scene is rendered directly at that size with the intrinsics scaled, so the base class's resize does nothing.
+      scene is rendered directly at that size with the intrinsics scaled, so the base class's resize does nothing;
+    - `hha_cache`: a folder where the HHA encodings are kept as PNG once computed (default none: computed on
+      every load). `hha` is computed from the depth the sensor gives (with holes where `holes` > 0) and the
+      scene's true gravity, with the same encoder as NYUv2 and SUN RGB-D (ptsemseg.depth_utils.hha_encode).
     """
 
     n_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
     n_scene_classes = len(SCENE_NAMES)
     scene_names = SCENE_NAMES
-    given_keys = ("image", "depth", "label", "scene", "normals")
+    given_keys = ("image", "depth", "label", "scene", "normals", "hha")
 
     @classmethod
     def keys_for(cls, split, holes=0.0, **options):
@@ -522,7 +528,7 @@ class Synthetic(DenseDataset):
 
     def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
                  skip_bad=False, length=None, seed=0, holes=0.0, max_range=6.0, native_size=(240, 320),
-                 depth_source="raw"):
+                 depth_source="raw", hha_cache=None):
         super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
         if split not in SPLIT_STREAMS:
             raise PtsemsegError(f"synthetic split must be one of {', '.join(SPLIT_STREAMS)}, got '{split}'")
@@ -541,7 +547,10 @@ class Synthetic(DenseDataset):
             raise PtsemsegError(f"data.native_size must be two positive integers (rows, cols), got {native_size!r}")
         if depth_source not in ("raw", "filled"):
             raise PtsemsegError(f"data.depth_source must be 'raw' or 'filled', got {depth_source!r}")
+        if hha_cache is not None and not isinstance(hha_cache, str):
+            raise PtsemsegError(f"data.hha_cache must be a folder path, got {hha_cache!r}")
         self.require_keys(holes=holes)
+        self.hha_cache = hha_cache
         self.seed, self.holes, self.max_range = seed, float(holes), float(max_range)
         self.depth_source = depth_source
         self.native_size = tuple(native_size)
@@ -558,15 +567,33 @@ class Synthetic(DenseDataset):
             raise IndexError(f"index {index} out of range for {self.length} items")
         rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index])
         scene = draw_scene(rng, self.half_fov_tan)
-        holed = "raw_depth" in self.keys or ("depth" in self.keys and self.depth_source == "raw")
+        holed = ("raw_depth" in self.keys or "hha" in self.keys
+                 or ("depth" in self.keys and self.depth_source == "raw"))
         maps = render(scene, self.K, *self.render_size, rng, self.holes if holed else 0.0, self.max_range,
                       with_normals="normals" in self.keys)
+        name = f"{self.split}_{index:06d}"
+        if "hha" in self.keys:
+            sensor_depth = maps.get("raw_depth", maps["depth"])
+            maps["hha"] = self._hha(name, lambda: hha_encode(sensor_depth, self.K, gravity=-scene.rotation[2]))
         if self.holes > 0 and self.depth_source == "raw" and "depth" in self.keys:
             maps["depth"] = maps["raw_depth"].copy()
         maps["scene"] = scene.kind
         sample = {key: maps[key] for key in self.keys}
-        sample["meta"] = {"name": f"{self.split}_{index:06d}", "index": index, "K": self.K.copy()}
+        sample["meta"] = {"name": name, "index": index, "K": self.K.copy()}
         return sample
+
+    def _hha(self, name, compute):
+        """The HHA of item `name`: from `hha_cache` when there, else computed (and then cached)."""
+        if self.hha_cache is None:
+            return compute()
+        rows, cols = self.render_size
+        path = os.path.join(self.hha_cache, f"seed{self.seed}_holes{self.holes:g}_range{self.max_range:g}_"
+                                            f"{rows}x{cols}", f"{name}.png")
+        if os.path.isfile(path):
+            return read_rgb(path)
+        hha = compute()
+        write_rgb_png_atomic(path, hha)
+        return hha
 
 
 def _is_int(value):
