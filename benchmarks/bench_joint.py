@@ -4,7 +4,7 @@ Trains configs/synthetic/joint_seg_depth.yaml and the same config restricted to 
 keeping its own loss) through the trainer, then prints one table row per run: the final validation scores of
 every task, wall-clock training time, parameters and GFLOPs of one eval forward at the training size.
 
-    python benchmarks/bench_joint.py [--iters N] [--out runs/bench_joint]
+    python benchmarks/bench_joint.py [--iters N] [--out runs/bench_joint] [--opts training.n_workers=4 ...]
 """
 import argparse
 import json
@@ -33,8 +33,8 @@ def gflops(model, rows, cols):
     return counter.get_total_flops() / 1e9
 
 
-def run(name, tasks, iters, out_dir):
-    cfg = load_config(CONFIG, [f"training.out_dir={os.path.join(out_dir, name.replace(' ', '_'))}"])
+def run(name, tasks, iters, out_dir, overrides):
+    cfg = load_config(CONFIG, [*overrides, f"training.out_dir={os.path.join(out_dir, name.replace(' ', '_'))}"])
     cfg["task"] = tasks
     cfg["training"]["loss"] = {task: cfg["training"]["loss"][task] for task in tasks}
     cfg["training"]["best_metric"] = None
@@ -49,23 +49,27 @@ def run(name, tasks, iters, out_dir):
     return {"run": name, **{key: scores.get(key) for key in SCORES}, "train_s": round(seconds, 1),
             "params_M": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 3),
             "gflops": round(gflops(trainer.model, data["img_rows"], data["img_cols"]), 3),
-            "iters": cfg["training"]["train_iters"]}
+            "iters": cfg["training"]["train_iters"], "device": str(trainer.device), "amp": cfg["training"]["amp"]}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, help="training iterations of each run (default: the config's)")
     parser.add_argument("--out", default="runs/bench_joint", help="parent of the three run directories")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run (e.g. training.n_workers=4); not the tasks or losses")
     args = parser.parse_args()
-    rows = [run(name, tasks, args.iters, args.out) for name, tasks in RUNS.items()]
-    header = ["run", *SCORES, "train_s", "params_M", "gflops", "iters"]
+    rows = []
+    for name, tasks in RUNS.items():
+        rows.append(run(name, tasks, args.iters, args.out, args.opts))
+        print(json.dumps(rows[-1]), flush=True)  # each run's row as soon as it is done
+    header = ["run", *SCORES, "train_s", "params_M", "gflops", "iters", "device", "amp"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
         cells = [f"{row[key]:.4f}" if isinstance(row[key], float) and key in SCORES else
                  ("–" if row[key] is None else str(row[key])) for key in header]
         print("| " + " | ".join(cells) + " |")
-    print(json.dumps(rows))
 
 
 if __name__ == "__main__":
