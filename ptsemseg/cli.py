@@ -6,6 +6,7 @@ and checkpoint have been checked.
 import argparse
 import json
 import math
+import os
 import sys
 import warnings
 
@@ -82,6 +83,9 @@ def list_components():
 def train_main(argv=None):
     parser = config_parser("Train a segmentation or depth model from a YAML config.")
     parser.add_argument("--list", action="store_true", help="print every registered component and exit")
+    parser.add_argument("--sweep", action="append", default=[], metavar="KEY=SPEC",
+                        help="one run per value: KEY=start:stop:count or KEY=[v1, v2]; repeat for every "
+                             "combination (e.g. task.scene=0.004:0.01:5)")
     args = parser.parse_args(argv)
     if args.list:
         list_components()
@@ -91,10 +95,37 @@ def train_main(argv=None):
     from ptsemseg.config import load_config
     from ptsemseg.trainer import Trainer
 
+    if args.sweep:
+        sweep_main(args)
+        return
     cfg = load_config(args.config, args.opts)
     trainer = Trainer(cfg, args.config)
     print(f"run directory: {trainer.run_dir}")
     trainer.run()
+
+
+def sweep_main(args):
+    """Train once per combination of the `--sweep` values; tables of the final scores beside the runs."""
+    from ptsemseg.config import load_config
+    from ptsemseg.sweep import plan_sweep, run_name, write_tables
+    from ptsemseg.trainer import Trainer, default_run_dir
+
+    base = load_config(args.config, args.opts)
+    sweep_dir = base["training"]["out_dir"] or default_run_dir(args.config, prefix="sweep-")
+    runs = plan_sweep(args.config, args.opts, args.sweep, sweep_dir)
+    for _, cfg in runs:
+        if os.path.exists(os.path.join(cfg["training"]["out_dir"], "last.pt")):
+            raise PtsemsegError(f"run directory {cfg['training']['out_dir']} already holds a run: give the sweep "
+                                "another training.out_dir")
+    print(f"sweep directory: {sweep_dir} ({len(runs)} runs)")
+    rows = []
+    for assignment, cfg in runs:
+        print(f"run {len(rows) + 1}/{len(runs)}: {run_name(assignment)}")
+        trainer = Trainer(cfg, args.config)
+        scores = trainer.run()
+        rows.append({**dict(assignment), **scores, "run_dir": trainer.run_dir})
+        write_tables(sweep_dir, rows)
+    print(f"tables: {os.path.join(sweep_dir, 'sweep.md')}, {os.path.join(sweep_dir, 'sweep.csv')}")
 
 
 def format_table(scores, class_names=None):

@@ -54,10 +54,11 @@ class ResumableSampler(torch.utils.data.Sampler):
             counter += 1
 
 
-def default_run_dir(config_path):
+def default_run_dir(config_path, prefix=""):
+    """`runs/<config stem>/<prefix><date-time>`: a new directory for every run."""
     stem = os.path.splitext(os.path.basename(config_path))[0]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    return os.path.join("runs", stem, stamp)
+    return os.path.join("runs", stem, prefix + stamp)
 
 
 class Trainer:
