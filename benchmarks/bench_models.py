@@ -56,6 +56,7 @@ sys.path.insert(0, REPO)
 from ptsemseg.losses import LOSSES  # noqa: E402
 from ptsemseg.models import MODELS, get_model, model_inputs  # noqa: E402
 from ptsemseg.device import autocast, native_bf16_cpu, resolve_speed_modes, to_device  # noqa: E402
+from ptsemseg.schema import key_spec  # noqa: E402
 from ptsemseg.tasks import get_task_class  # noqa: E402
 
 TASKS = ("seg", "depth")
@@ -148,7 +149,8 @@ def count_flops(model, size, device="meta"):
     """FLOPs (FlopCounterMode: 2 per multiply-add) of one eval forward of `model` at batch 1 and size=(H, W)."""
     was_training = model.training
     model.eval()
-    inputs = [torch.empty(1, 3, *size, device=device) for _ in getattr(model, "input_keys", ("image",))]
+    inputs = [torch.empty(1, key_spec(key).channels, *size, device=device)
+              for key in getattr(model, "input_keys", ("image",))]
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(*inputs)
@@ -165,14 +167,20 @@ def size_and_flops(arch, task, n_classes, flops_size, options=None):
             "flops_size": list(flops_size)}
 
 
-def make_batch(task, n_classes, batch, size, device, seed=0):
-    """Random images in [0, 1] and targets: class ids (seg) or depths in 0.5..10 m (depth)."""
+def make_batch(task, n_classes, batch, size, device, seed=0, input_keys=("image",)):
+    """Random images in [0, 1] and targets: class ids (seg) or depths in 0.5..10 m (depth); the model's other input
+    keys (an RGB-D model's depth or HHA) as the schema shapes them, in [0, 1] or 0.5..10 m for metric keys."""
     gen = torch.Generator().manual_seed(seed)
     sample = {"image": torch.rand(batch, 3, *size, generator=gen)}
     if task == "seg":
         sample["label"] = torch.randint(0, n_classes, (batch, *size), generator=gen)
     else:
         sample["depth"] = 0.5 + 9.5 * torch.rand(batch, 1, *size, generator=gen)
+    for key in input_keys:
+        if key not in sample:
+            spec = key_spec(key)
+            values = torch.rand(batch, spec.channels, *size, generator=gen)
+            sample[key] = values if spec.scaled else 0.5 + 9.5 * values
     return {key: value.to(device) for key, value in sample.items()}
 
 
@@ -227,8 +235,9 @@ class Runner:
                                                         enabled=mode.amp == "fp16" and device.type == "cuda")
                         for mode in modes}
         self.loss_fn = task_loss(task)
-        eval_batch = make_batch(task, n_classes, 1, size, device, seed=seed + 1)
-        train_batch = make_batch(task, n_classes, batch, size, device, seed=seed + 2)
+        input_keys = getattr(self.models[False], "input_keys", ("image",))
+        eval_batch = make_batch(task, n_classes, 1, size, device, seed=seed + 1, input_keys=input_keys)
+        train_batch = make_batch(task, n_classes, batch, size, device, seed=seed + 2, input_keys=input_keys)
         self.eval_batches = {False: eval_batch}
         self.train_batches = {False: train_batch}
         self.train_step(modes[0])

@@ -19,6 +19,7 @@ MODEL_CASES = {
     "frrnA": {},
     "frrnB": {},
     "dispnet": {},
+    "fusenet": {},
 }
 ALIASES = {"fcn": "fcn8s"}
 HEAD_SETS = [{"seg": 5}, {"depth": 1}, {"seg": 5, "depth": 1}, {"seg": 5, "scene": 3}]

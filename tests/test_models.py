@@ -20,6 +20,7 @@ SMALL_OPTIONS = {
     "deeplab": {"backbone": "resnet18"},
     "pspnet": {"backbone": "resnet18"},
     "fcrn": {"backbone": "resnet18"},
+    "fusenet": {"inputs": ["image"]},  # these checks feed the image alone; fusion: test_fusenet.py, the contract tests
 }
 
 # Parameter counts of the reference implementations at 19 classes (seg), default options (seeds_anatomy §2a:
@@ -34,6 +35,7 @@ REFERENCE_PARAMS = {
     "pspnet": 68_072_166,  # ResNet-101
     "fcrn": 63_582_035,  # ResNet-50
     "dispnet": 31_617_516,
+    "fusenet": 44_175_955,  # FuseNet_PyTorch with num_labels=19, depth input (44,188,072 at 40)
 }
 REFERENCE_CLASSES = 19
 
