@@ -10,46 +10,23 @@ import argparse
 import json
 import os
 import sys
-import time
-
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ptsemseg.config import load_config  # noqa: E402
-from ptsemseg.trainer import Trainer  # noqa: E402
+from benchmarks.train_runs import markdown_table, train_run  # noqa: E402
 
 CONFIG = "configs/synthetic/joint_seg_depth.yaml"
 RUNS = {"seg only": {"seg": 1.0}, "depth only": {"depth": 1.0}, "joint": {"seg": 1.0, "depth": 1.0}}
 SCORES = ("seg/mean_iou", "seg/overall_acc", "depth/abs_rel", "depth/rmse", "depth/delta1")
 
 
-def gflops(model, rows, cols):
-    """GFLOPs of one eval forward of a batch of one (2 per multiply-add of convolutions and matrix products)."""
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 3, rows, cols, device=next(model.parameters()).device))
-    return counter.get_total_flops() / 1e9
-
-
-def run(name, tasks, iters, out_dir, overrides):
-    cfg = load_config(CONFIG, [*overrides, f"training.out_dir={os.path.join(out_dir, name.replace(' ', '_'))}"])
-    cfg["task"] = tasks
-    cfg["training"]["loss"] = {task: cfg["training"]["loss"][task] for task in tasks}
-    cfg["training"]["best_metric"] = None
-    if iters:
-        cfg["training"]["train_iters"] = iters
-        cfg["training"]["val_interval"] = iters
-    trainer = Trainer(cfg, CONFIG)
-    start = time.perf_counter()
-    scores = trainer.run()
-    seconds = time.perf_counter() - start
-    data = cfg["data"]
-    return {"run": name, **{key: scores.get(key) for key in SCORES}, "train_s": round(seconds, 1),
-            "params_M": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 3),
-            "gflops": round(gflops(trainer.model, data["img_rows"], data["img_cols"]), 3),
-            "iters": cfg["training"]["train_iters"], "device": str(trainer.device), "amp": cfg["training"]["amp"]}
+def keep_tasks(tasks):
+    """A config edit that trains only `tasks`, each with its own loss from the joint config."""
+    def edit(cfg):
+        cfg["task"] = tasks
+        cfg["training"]["loss"] = {task: cfg["training"]["loss"][task] for task in tasks}
+        cfg["training"]["best_metric"] = None
+    return edit
 
 
 def main():
@@ -61,15 +38,11 @@ def main():
     args = parser.parse_args()
     rows = []
     for name, tasks in RUNS.items():
-        rows.append(run(name, tasks, args.iters, args.out, args.opts))
-        print(json.dumps(rows[-1]), flush=True)  # each run's row as soon as it is done
-    header = ["run", *SCORES, "train_s", "params_M", "gflops", "iters", "device", "amp"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        cells = [f"{row[key]:.4f}" if isinstance(row[key], float) and key in SCORES else
-                 ("–" if row[key] is None else str(row[key])) for key in header]
-        print("| " + " | ".join(cells) + " |")
+        out_dir = os.path.join(args.out, name.replace(" ", "_"))
+        rows.append({"run": name, **train_run(CONFIG, args.opts, out_dir, args.iters, edit=keep_tasks(tasks))})
+        print(json.dumps({key: rows[-1].get(key) for key in ("run", *SCORES, "train_s", "params_M", "gflops")}),
+              flush=True)  # each run's row as soon as it is done
+    print(markdown_table(rows, ["run", *SCORES, "train_s", "params_M", "gflops", "iters", "device", "amp"], SCORES))
 
 
 if __name__ == "__main__":
