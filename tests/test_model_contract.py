@@ -5,7 +5,7 @@ import torch
 
 from ptsemseg.models import MODELS, get_model, model_input_keys
 from ptsemseg.models.heads import IMAGE
-from ptsemseg.schema import key_spec
+from ptsemseg.schema import META, key_spec
 from ptsemseg.tasks import TASKS
 
 # arch -> options that keep it small (an empty mapping: tested at its real size). Aliases name their target.
@@ -20,11 +20,12 @@ MODEL_CASES = {
     "frrnB": {},
     "dispnet": {},
     "fusenet": {},
+    "malleable25d": {"backbone": "resnet18"},
 }
 ALIASES = {"fcn": "fcn8s"}
 HEAD_SETS = [{"seg": 5}, {"depth": 1}, {"seg": 5, "depth": 1}, {"seg": 5, "scene": 3}]
 # Auxiliary outputs `<head>/<suffix>` every dense head adds in train mode, with their downsampling factor.
-TRAIN_AUX = {"pspnet": {"aux": 8}, "dispnet": {"scale1": 2, "scale2": 4, "scale3": 8}}
+TRAIN_AUX = {"pspnet": {"aux": 8}, "dispnet": {"scale1": 2, "scale2": 4, "scale3": 8}, "malleable25d": {"aux": 8}}
 SIZE = (37, 53)  # odd on purpose
 
 
@@ -39,6 +40,10 @@ def schema_inputs(keys, batch=2, size=SIZE):
     inputs = []
     for key in keys:
         spec = key_spec(key)
+        if spec.kind == META:  # collated meta: the intrinsics K, N×3×3
+            inputs.append({"K": torch.tensor([[40.0, 0.0, size[1] / 2], [0.0, 40.0, size[0] / 2], [0.0, 0.0, 1.0]])
+                           .expand(batch, 3, 3)})
+            continue
         shape = (batch, spec.channels, *size) if spec.channel_axis else (batch, *size)
         tensor = torch.rand(shape) * (10.0 if key in ("depth", "raw_depth") else 1.0)
         inputs.append(tensor.to(spec.tensor_dtype))

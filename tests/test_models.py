@@ -21,6 +21,7 @@ SMALL_OPTIONS = {
     "pspnet": {"backbone": "resnet18"},
     "fcrn": {"backbone": "resnet18"},
     "fusenet": {"inputs": ["image"]},  # these checks feed the image alone; fusion: test_fusenet.py, the contract tests
+    "malleable25d": {"backbone": "resnet18", "inputs": ["image"]},  # RGB alone: these checks feed the image only
 }
 
 # Parameter counts of the reference implementations at 19 classes (seg), default options (seeds_anatomy §2a:
@@ -36,6 +37,9 @@ REFERENCE_PARAMS = {
     "fcrn": 63_582_035,  # ResNet-50
     "dispnet": 31_617_516,
     "fusenet": 44_175_955,  # FuseNet_PyTorch with num_labels=19, depth input (44,188,072 at 40)
+    # RGBD_Semantic_Segmentation_PyTorch's malleable2_5d.nyu.res101: 100,622,004 at 40 classes, less
+    # 21 × (128 + 1 + 512 + 1) for its two 1×1 classifiers (main and auxiliary)
+    "malleable25d": 100_608_522,
 }
 REFERENCE_CLASSES = 19
 
