@@ -56,7 +56,7 @@ sys.path.insert(0, REPO)
 from ptsemseg.losses import LOSSES  # noqa: E402
 from ptsemseg.models import MODELS, get_model, model_inputs  # noqa: E402
 from ptsemseg.device import autocast, native_bf16_cpu, resolve_speed_modes, to_device  # noqa: E402
-from ptsemseg.schema import key_spec  # noqa: E402
+from ptsemseg.models._inputs import example_inputs  # noqa: E402
 from ptsemseg.tasks import get_task_class  # noqa: E402
 
 TASKS = ("seg", "depth")
@@ -149,8 +149,7 @@ def count_flops(model, size, device="meta"):
     """FLOPs (FlopCounterMode: 2 per multiply-add) of one eval forward of `model` at batch 1 and size=(H, W)."""
     was_training = model.training
     model.eval()
-    inputs = [torch.empty(1, key_spec(key).channels, *size, device=device)
-              for key in getattr(model, "input_keys", ("image",))]
+    inputs = example_inputs(getattr(model, "input_keys", ("image",)), 1, size, device=device)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(*inputs)
@@ -176,12 +175,10 @@ def make_batch(task, n_classes, batch, size, device, seed=0, input_keys=("image"
         sample["label"] = torch.randint(0, n_classes, (batch, *size), generator=gen)
     else:
         sample["depth"] = 0.5 + 9.5 * torch.rand(batch, 1, *size, generator=gen)
-    for key in input_keys:
-        if key not in sample:
-            spec = key_spec(key)
-            values = torch.rand(batch, spec.channels, *size, generator=gen)
-            sample[key] = values if spec.scaled else 0.5 + 9.5 * values
-    return {key: value.to(device) for key, value in sample.items()}
+    sample = {key: value.to(device) for key, value in sample.items()}
+    extra = [key for key in input_keys if key not in sample]
+    sample.update(zip(extra, example_inputs(extra, batch, size, device=device, generator=gen)))
+    return sample
 
 
 def synchronize(device):

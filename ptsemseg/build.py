@@ -28,11 +28,11 @@ def sample_keys(cfg):
 
 
 def build_dataset(cfg, split, keys, augment=False):
-    """The dataset of `data.<split>` giving `keys`, with the config's size, normalisation, options and (for
-    training) augmentations."""
+    """The dataset of `data.<split>` giving `keys`, with the config's size, normalisation, options and
+    augmentations: all of them for training (`augment`), else only those that encode the input (`normalize`)."""
     data = cfg["data"]
     img_size = None if data["img_rows"] == "same" else (data["img_rows"], data["img_cols"])
-    augmentations = get_composed_augmentations(cfg["training"]["augmentations"]) if augment else None
+    augmentations = get_composed_augmentations(cfg["training"]["augmentations"], evaluation=not augment)
     options = {key: value for key, value in data.items() if key not in DATASET_KEYS}
     return get_loader(data["dataset"])(data["path"], split, keys=keys, img_size=img_size,
                                        augmentations=augmentations, img_norm=data["img_norm"], **options)

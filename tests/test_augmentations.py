@@ -415,3 +415,19 @@ def test_dataset_applies_the_training_pipeline():
     for key in ("image", "hha", "label", "depth"):
         assert torch.equal(first[key], again[key])
     assert not torch.equal(first["image"], dataset[(0, [3, 11])]["image"])
+
+
+def test_evaluation_splits_get_normalize_and_nothing_random():
+    from ptsemseg.build import build_dataset
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(training={"augmentations": {"hflip": 1.0, "normalize": "imagenet"}})
+    cfg["data"]["img_rows"], cfg["data"]["img_cols"] = 32, 48
+    train = build_dataset(cfg, "val", ("image", "label"), augment=True)
+    val = build_dataset(cfg, "val", ("image", "label"))
+    plain = build_dataset(tiny_config(training={"augmentations": None}), "val", ("image", "label"))
+    flipped, evaluated, raw = train[0]["image"], val[0]["image"], plain[0]["image"]
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    assert torch.allclose(evaluated, (raw - mean) / std, atol=1e-4)  # normalised as in training
+    assert torch.allclose(flipped, evaluated.flip(-1), atol=1e-4)  # but not flipped

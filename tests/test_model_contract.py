@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from ptsemseg.models import MODELS, get_model, model_input_keys
+from ptsemseg.models._inputs import example_inputs
 from ptsemseg.models.heads import IMAGE
-from ptsemseg.schema import META, key_spec
+from ptsemseg.schema import META
 from ptsemseg.tasks import TASKS
 
 # arch -> options that keep it small (an empty mapping: tested at its real size). Aliases name their target.
@@ -37,17 +38,7 @@ def test_every_registered_architecture_has_a_case():
 
 def schema_inputs(keys, batch=2, size=SIZE):
     """One random batch per input key, shaped and typed as the sample schema says the loaders give it."""
-    inputs = []
-    for key in keys:
-        spec = key_spec(key)
-        if spec.kind == META:  # collated meta: the intrinsics K, N×3×3
-            inputs.append({"K": torch.tensor([[40.0, 0.0, size[1] / 2], [0.0, 40.0, size[0] / 2], [0.0, 0.0, 1.0]])
-                           .expand(batch, 3, 3)})
-            continue
-        shape = (batch, spec.channels, *size) if spec.channel_axis else (batch, *size)
-        tensor = torch.rand(shape) * (10.0 if key in ("depth", "raw_depth") else 1.0)
-        inputs.append(tensor.to(spec.tensor_dtype))
-    return inputs
+    return example_inputs(keys, batch, size)
 
 
 def expected_shape(name, channels, batch=2, size=SIZE):

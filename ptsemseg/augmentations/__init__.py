@@ -32,6 +32,7 @@ class Augmentation:
 
     key = ""
     photometric = False  # changes `image` only and needs it as uint8 (so it must come before `normalize`)
+    evaluation = False  # part of the input encoding, not a random change: applied to evaluation splits too
 
     def invalid(self, expected, value, field=None):
         name = f"{self.key}.{field}" if field else self.key
@@ -64,11 +65,12 @@ class Compose:
         return sample
 
 
-def get_composed_augmentations(aug_dict):
+def get_composed_augmentations(aug_dict, evaluation=False):
     """Build the augmentations named in a YAML mapping {key: value}; None or empty means none.
 
     Photometric ops need the uint8 image, so none may follow `normalize`; that is checked here, before any
-    sample is loaded.
+    sample is loaded. With `evaluation`, only the ops that encode the input (`normalize`) are kept: what the
+    model sees at validation and test time is encoded as in training, without the random changes.
     """
     if not aug_dict:
         return None
@@ -81,7 +83,9 @@ def get_composed_augmentations(aug_dict):
             raise PtsemsegError(f"augmentation '{aug.key}' comes after 'normalize' but needs the uint8 image: "
                                 "list normalize after the photometric augmentations")
         normalized = normalized or aug.key == "normalize"
-    return Compose(augmentations)
+    if evaluation:
+        augmentations = [aug for aug in augmentations if aug.evaluation]
+    return Compose(augmentations) if augmentations else None
 
 
 # Importing each module registers its augmentations.

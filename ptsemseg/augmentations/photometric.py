@@ -142,8 +142,10 @@ class Normalize(Photometric):
     (torchvision's convention; `imagenet` is (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)). `keys` defaults
     to [image] and may name any 3-channel key the schema marks scaled; SA-Gate also normalises `hha` with the
     ImageNet statistics. It must come after the photometric ops; `to_tensor` leaves a float value as it is (no
-    further /255).
+    further /255). Validation and test data get it too (the only augmentation they get).
     """
+
+    evaluation = True
 
     def __init__(self, value):
         if value == "imagenet":

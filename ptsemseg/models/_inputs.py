@@ -69,3 +69,22 @@ class EarlyFusion(nn.Module):
 
     def forward(self, *inputs):
         return self.net(torch.cat([norm(x) for norm, x in zip(self.input_norms, inputs, strict=True)], dim=1))
+
+
+def example_inputs(keys, batch, size, device="cpu", generator=None):
+    """Random model inputs for `keys`, shaped and typed as the loaders give them: scaled keys in [0, 1], metric
+    ones 0.5-10 m, `meta` as a collated {"K": N×3×3} with a focal length of size[1] / 2 pixels. For contract
+    tests, FLOP counts and benchmarks."""
+    rows, cols = size
+    inputs = []
+    for key in keys:
+        spec = key_spec(key)
+        if spec.kind == META:
+            K = torch.tensor([[cols / 2, 0.0, cols / 2], [0.0, cols / 2, rows / 2], [0.0, 0.0, 1.0]])
+            inputs.append({"K": K.expand(batch, 3, 3).to(device)})
+            continue
+        shape = (batch, spec.channels, rows, cols) if spec.channel_axis else (batch, rows, cols)
+        values = torch.rand(shape, generator=generator)
+        values = values if spec.scaled else 0.5 + 9.5 * values
+        inputs.append(values.to(spec.tensor_dtype).to(device))
+    return inputs
