@@ -19,11 +19,12 @@ MODEL_CASES = {
     "frrnA": {},
     "frrnB": {},
     "dispnet": {},
+    "sagate": {"backbone": "resnet18_v1c"},
 }
 ALIASES = {"fcn": "fcn8s"}
 HEAD_SETS = [{"seg": 5}, {"depth": 1}, {"seg": 5, "depth": 1}, {"seg": 5, "scene": 3}]
 # Auxiliary outputs `<head>/<suffix>` every dense head adds in train mode, with their downsampling factor.
-TRAIN_AUX = {"pspnet": {"aux": 8}, "dispnet": {"scale1": 2, "scale2": 4, "scale3": 8}}
+TRAIN_AUX = {"pspnet": {"aux": 8}, "dispnet": {"scale1": 2, "scale2": 4, "scale3": 8}, "sagate": {"aux": 16}}
 SIZE = (37, 53)  # odd on purpose
 
 

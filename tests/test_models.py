@@ -20,6 +20,7 @@ SMALL_OPTIONS = {
     "deeplab": {"backbone": "resnet18"},
     "pspnet": {"backbone": "resnet18"},
     "fcrn": {"backbone": "resnet18"},
+    "sagate": {"backbone": "resnet18_v1c", "inputs": ["image"]},  # these checks feed the image alone
 }
 
 # Parameter counts of the reference implementations at 19 classes (seg), default options (seeds_anatomy §2a:
@@ -34,6 +35,7 @@ REFERENCE_PARAMS = {
     "pspnet": 68_072_166,  # ResNet-101
     "fcrn": 63_582_035,  # ResNet-50
     "dispnet": 31_617_516,
+    "sagate": 110_858_990,  # image + HHA; §2a gives 110,875,160 at 40 classes: 21 × (256 + 512 + 2) more
 }
 REFERENCE_CLASSES = 19
 
