@@ -22,11 +22,13 @@ MODEL_CASES = {
     "dispnet": {},
     "fusenet": {},
     "malleable25d": {"backbone": "resnet18"},
+    "sagate": {"backbone": "resnet18_v1c"},
 }
 ALIASES = {"fcn": "fcn8s"}
 HEAD_SETS = [{"seg": 5}, {"depth": 1}, {"seg": 5, "depth": 1}, {"seg": 5, "scene": 3}]
 # Auxiliary outputs `<head>/<suffix>` every dense head adds in train mode, with their downsampling factor.
-TRAIN_AUX = {"pspnet": {"aux": 8}, "dispnet": {"scale1": 2, "scale2": 4, "scale3": 8}, "malleable25d": {"aux": 8}}
+TRAIN_AUX = {"pspnet": {"aux": 8}, "dispnet": {"scale1": 2, "scale2": 4, "scale3": 8}, "malleable25d": {"aux": 8},
+             "sagate": {"aux": 16}}
 SIZE = (37, 53)  # odd on purpose
 
 

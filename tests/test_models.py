@@ -22,6 +22,7 @@ SMALL_OPTIONS = {
     "fcrn": {"backbone": "resnet18"},
     "fusenet": {"inputs": ["image"]},  # these checks feed the image alone; fusion: test_fusenet.py, the contract tests
     "malleable25d": {"backbone": "resnet18", "inputs": ["image"]},  # RGB alone: these checks feed the image only
+    "sagate": {"backbone": "resnet18_v1c", "inputs": ["image"]},  # these checks feed the image alone
 }
 
 # Parameter counts of the reference implementations at 19 classes (seg), default options (seeds_anatomy §2a:
@@ -40,6 +41,7 @@ REFERENCE_PARAMS = {
     # RGBD_Semantic_Segmentation_PyTorch's malleable2_5d.nyu.res101: 100,622,004 at 40 classes, less
     # 21 × (128 + 1 + 512 + 1) for its two 1×1 classifiers (main and auxiliary)
     "malleable25d": 100_608_522,
+    "sagate": 110_858_990,  # image + HHA; §2a gives 110,875,160 at 40 classes: 21 × (256 + 512 + 2) more
 }
 REFERENCE_CLASSES = 19
 
