@@ -16,6 +16,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ptsemseg.models import get_model  # noqa: E402
+from ptsemseg.models._inputs import example_inputs  # noqa: E402
 from ptsemseg.optimizers import get_optimizer  # noqa: E402
 from ptsemseg.device import autocast  # noqa: E402
 
@@ -46,9 +47,10 @@ def loss_of(outputs, task, n_classes, generator):
 def train_step(model, optimizer, case, cfg, generator):
     rows, cols = case["size"]
     memory_format = torch.channels_last if cfg["training"]["channels_last"] else torch.contiguous_format
-    image = torch.rand(BATCH, 3, rows, cols, generator=generator).contiguous(memory_format=memory_format)
+    inputs = [value.contiguous(memory_format=memory_format) if isinstance(value, torch.Tensor) else value
+              for value in example_inputs(model.input_keys, BATCH, (rows, cols), generator=generator)]
     with autocast(cfg, torch.device("cpu")):
-        loss = loss_of(model(image), case["task"], case["n_classes"], generator)
+        loss = loss_of(model(*inputs), case["task"], case["n_classes"], generator)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
