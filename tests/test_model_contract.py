@@ -23,12 +23,14 @@ MODEL_CASES = {
     "fusenet": {},
     "malleable25d": {"backbone": "resnet18"},
     "sagate": {"backbone": "resnet18_v1c"},
+    "adapnetpp": {"width": 8, "decoder_channels": 32},
+    "ssma": {"width": 8, "decoder_channels": 32},
 }
 ALIASES = {"fcn": "fcn8s"}
 HEAD_SETS = [{"seg": 5}, {"depth": 1}, {"seg": 5, "depth": 1}, {"seg": 5, "scene": 3}]
 # Auxiliary outputs `<head>/<suffix>` every dense head adds in train mode, with their downsampling factor.
 TRAIN_AUX = {"pspnet": {"aux": 8}, "dispnet": {"scale1": 2, "scale2": 4, "scale3": 8}, "malleable25d": {"aux": 8},
-             "sagate": {"aux": 16}}
+             "sagate": {"aux": 16}, "adapnetpp": {"aux1": 1, "aux2": 1}}
 SIZE = (37, 53)  # odd on purpose
 
 

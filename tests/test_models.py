@@ -23,6 +23,8 @@ SMALL_OPTIONS = {
     "fusenet": {"inputs": ["image"]},  # these checks feed the image alone; fusion: test_fusenet.py, the contract tests
     "malleable25d": {"backbone": "resnet18", "inputs": ["image"]},  # RGB alone: these checks feed the image only
     "sagate": {"backbone": "resnet18_v1c", "inputs": ["image"]},  # these checks feed the image alone
+    "adapnetpp": {"width": 4, "decoder_channels": 16},
+    "ssma": {"width": 4, "decoder_channels": 16, "inputs": ["image"]},  # these checks feed the image only
 }
 
 # Parameter counts of the reference implementations at 19 classes (seg), default options (seeds_anatomy §2a:
@@ -42,6 +44,10 @@ REFERENCE_PARAMS = {
     # 21 × (128 + 1 + 512 + 1) for its two 1×1 classifiers (main and auxiliary)
     "malleable25d": 100_608_522,
     "sagate": 110_858_990,  # image + HHA; §2a gives 110,875,160 at 40 classes: 21 × (256 + 512 + 2) more
+    # AdapNet-pp / SSMA (TensorFlow): their layers counted from the code (tests/test_adapnetpp.py); README 30.20 M
+    # and 56.44 M. SSMA with a 3-channel second input (the reference feeds HHA or jet-coloured depth).
+    "adapnetpp": 30_170_878,
+    "ssma": 56_198_136,
 }
 REFERENCE_CLASSES = 19
 
@@ -79,6 +85,8 @@ PARAM_DELTAS = {
     "fcrn": {"no bias in the convs before BN in the up-projections": -9 * sum(1024 >> i for i in range(1, 5))},
     "dispnet": {"3×3 prediction heads (SfmLearner's) instead of 1×1":
                 (3 * 3 - 1) * REFERENCE_CLASSES * sum(dispnet.DECODER_CHANNELS[-dispnet.N_PREDICTIONS:])},
+    # the default second input is depth in metres, one channel: the depth encoder's 7×7 conv and input BN
+    "ssma": {"depth as one channel instead of three": -(7 * 7 * 2 * 64 + 2 * 2)},
 }
 
 
@@ -101,8 +109,10 @@ LEARN_STEPS = 100
 SLOW_TO_TRAIN = {"fcn8s"}
 # Adam learning rate and step bound of the learning check where the default does not fit: FCN-8s (plain VGG16, no
 # BN, from scratch) diverges at 1e-3; it trains with its ready configs' 1e-4, which needs more steps.
-LEARN_LR = {"fcn8s": 1e-4}
-LEARN_STEPS_OF = {"fcn8s": 150}
+# AdapNet++ (and SSMA) end as the reference does in 1×1 + BN + ReLU -> ConvT -> BN: the output's offset and scale
+# move with a few BN parameters, so a depth head needs about 200 steps at 1e-2 (seg about 40).
+LEARN_LR = {"fcn8s": 1e-4, "adapnetpp": 1e-2, "ssma": 1e-2}
+LEARN_STEPS_OF = {"fcn8s": 150, "adapnetpp": 300, "ssma": 300}
 
 
 def distinct_archs():
