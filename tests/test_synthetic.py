@@ -67,7 +67,7 @@ def test_numpy_sample_carries_the_keys_asked_for():
     for keys in (("image", "label"), ("image", "depth"), ("depth",)):
         assert set(small("val", keys=keys).load(0)) == {*keys, "meta"}
     with pytest.raises(PtsemsegError, match="asked for 'raw_depth'; dataset synthetic gives image, depth, label, "
-                                            "scene, normals for split val"):
+                                            "scene, normals, hha for split val"):
         small("val", keys=("image", "raw_depth"))
 
 
@@ -269,3 +269,19 @@ def test_colour_does_not_give_the_class():
     np.add.at(confusion, (test_labels, predicted), 1)
     iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
     assert np.nanmean(iou) < 0.25
+
+
+def test_depth_noise_gives_a_noisy_raw_depth_growing_with_the_square_of_depth():
+    from ptsemseg.loaders.synthetic import Synthetic
+
+    assert "raw_depth" in Synthetic.keys_for("train", depth_noise=0.01)
+    noisy = Synthetic(None, "train", keys=("depth", "raw_depth"), depth_noise=0.01, depth_source="filled")
+    sample = noisy.load(0)
+    clean, raw = sample["depth"], sample["raw_depth"]
+    assert (raw > 0).all()  # noise alone makes no holes
+    relative = (raw - clean) / (0.01 * clean ** 2)
+    assert abs(float(relative.mean())) < 0.05 and 0.9 < float(relative.std()) < 1.1
+    both = Synthetic(None, "train", keys=("raw_depth",), depth_noise=0.01, holes=0.5).load(0)["raw_depth"]
+    assert (both == 0).any()
+    with pytest.raises(PtsemsegError, match="data.depth_noise must be a number in"):
+        Synthetic(None, "train", keys=("depth",), depth_noise=-1)

@@ -473,9 +473,10 @@ def _camera(rng, radiance):
     return cv2.convertScaleAbs(image, alpha=255 * exposure)  # rounds and saturates; noise folds back at black
 
 
-def render(scene, K, rows, cols, rng, holes=0.0, max_range=6.0, with_normals=False):
+def render(scene, K, rows, cols, rng, holes=0.0, max_range=6.0, with_normals=False, depth_noise=0.0):
     """Ray cast `scene` at rows x cols; returns the maps by sample key: image (uint8 RGB), depth (float32 metres,
-    complete), label (uint8), with `holes` > 0 raw_depth (depth with the sensor's holes, 0 = missing) and with
+    complete), label (uint8), with `holes` or `depth_noise` > 0 raw_depth (depth as a sensor measures it: with
+    its holes, 0 = missing, and Gaussian axial noise of standard deviation depth_noise · depth²) and with
     `with_normals` normals (H×W×3 float32, camera frame)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # rays parallel to a plane meet it at infinity
         depth, sid, directions, points = _cast(scene, K, rows, cols)
@@ -487,9 +488,13 @@ def render(scene, K, rows, cols, rng, holes=0.0, max_range=6.0, with_normals=Fal
     if with_normals:  # camera-frame components: dot products with the camera's axes (the rotation's columns)
         maps["normals"] = np.stack([sum(float(scene.rotation[j, i]) * normals[j] for j in range(3))
                                     for i in range(3)], axis=-1).astype(np.float32)
-    if holes > 0:
+    if holes > 0 or depth_noise > 0:
         raw_depth = depth.copy()
-        raw_depth[_sensor_holes(rng, depth, sid, normals, directions, holes, max_range)] = 0
+        if holes > 0:
+            raw_depth[_sensor_holes(rng, depth, sid, normals, directions, holes, max_range)] = 0
+        if depth_noise > 0:
+            noise = rng.standard_normal(depth.shape, dtype=np.float32) * (depth_noise * depth * depth)
+            raw_depth = np.where(raw_depth > 0, np.maximum(raw_depth + noise, 1e-3), 0).astype(np.float32)
         maps["raw_depth"] = raw_depth
     return maps
 
@@ -506,6 +511,9 @@ class Synthetic(DenseDataset):
       returns beyond `max_range` metres and along occluding edges are missing, grazing surfaces drop out with a
       probability rising to `holes`, and random blobs cover about 9·holes % of the frame; the depth with holes
       is also given as `raw_depth`;
+    - `depth_noise`: k of a structured-light sensor's axial noise, standard deviation k · depth² metres (default 0;
+      about 0.0025 for a Kinect v1 at 1-4 m). Above 0 the noisy depth is given as `raw_depth` (with the holes,
+      if any), and `depth` follows `depth_source` as with holes;
     - `depth_source`: what `depth` holds when there are holes: `raw` (default) the depth with holes, `filled`
       the complete render (with `raw_depth` as the input, the setting of depth completion);
     - `native_size`: (rows, cols) rendered when no `img_size` is set (default 240x320). With `img_size` the
@@ -522,13 +530,14 @@ class Synthetic(DenseDataset):
     given_keys = ("image", "depth", "label", "scene", "normals", "hha")
 
     @classmethod
-    def keys_for(cls, split, holes=0.0, **options):
-        with_holes = isinstance(holes, (int, float)) and not isinstance(holes, bool) and holes > 0
-        return cls.given_keys + (("raw_depth",) if with_holes else ())
+    def keys_for(cls, split, holes=0.0, depth_noise=0.0, **options):
+        def positive(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        return cls.given_keys + (("raw_depth",) if positive(holes) or positive(depth_noise) else ())
 
     def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
                  skip_bad=False, length=None, seed=0, holes=0.0, max_range=6.0, native_size=(240, 320),
-                 depth_source="raw", hha_cache=None):
+                 depth_source="raw", hha_cache=None, depth_noise=0.0):
         super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
         if split not in SPLIT_STREAMS:
             raise PtsemsegError(f"synthetic split must be one of {', '.join(SPLIT_STREAMS)}, got '{split}'")
@@ -547,10 +556,14 @@ class Synthetic(DenseDataset):
             raise PtsemsegError(f"data.native_size must be two positive integers (rows, cols), got {native_size!r}")
         if depth_source not in ("raw", "filled"):
             raise PtsemsegError(f"data.depth_source must be 'raw' or 'filled', got {depth_source!r}")
+        if isinstance(depth_noise, bool) or not isinstance(depth_noise, (int, float)) or not 0 <= depth_noise <= 0.1:
+            raise PtsemsegError(f"data.depth_noise must be a number in [0, 0.1] (σ = depth_noise · depth²), "
+                                f"got {depth_noise!r}")
         if hha_cache is not None and not isinstance(hha_cache, str):
             raise PtsemsegError(f"data.hha_cache must be a folder path, got {hha_cache!r}")
-        self.require_keys(holes=holes)
+        self.require_keys(holes=holes, depth_noise=depth_noise)
         self.hha_cache = hha_cache
+        self.depth_noise = float(depth_noise)
         self.seed, self.holes, self.max_range = seed, float(holes), float(max_range)
         self.depth_source = depth_source
         self.native_size = tuple(native_size)
@@ -570,12 +583,12 @@ class Synthetic(DenseDataset):
         holed = ("raw_depth" in self.keys or "hha" in self.keys
                  or ("depth" in self.keys and self.depth_source == "raw"))
         maps = render(scene, self.K, *self.render_size, rng, self.holes if holed else 0.0, self.max_range,
-                      with_normals="normals" in self.keys)
+                      with_normals="normals" in self.keys, depth_noise=self.depth_noise if holed else 0.0)
         name = f"{self.split}_{index:06d}"
         if "hha" in self.keys:
             sensor_depth = maps.get("raw_depth", maps["depth"])
             maps["hha"] = self._hha(name, lambda: hha_encode(sensor_depth, self.K, gravity=-scene.rotation[2]))
-        if self.holes > 0 and self.depth_source == "raw" and "depth" in self.keys:
+        if "raw_depth" in maps and self.depth_source == "raw" and "depth" in self.keys:
             maps["depth"] = maps["raw_depth"].copy()
         maps["scene"] = scene.kind
         sample = {key: maps[key] for key in self.keys}
@@ -587,8 +600,8 @@ class Synthetic(DenseDataset):
         if self.hha_cache is None:
             return compute()
         rows, cols = self.render_size
-        path = os.path.join(self.hha_cache, f"seed{self.seed}_holes{self.holes:g}_range{self.max_range:g}_"
-                                            f"{rows}x{cols}", f"{name}.png")
+        path = os.path.join(self.hha_cache, f"seed{self.seed}_holes{self.holes:g}_noise{self.depth_noise:g}_"
+                                            f"range{self.max_range:g}_{rows}x{cols}", f"{name}.png")
         if os.path.isfile(path):
             return read_rgb(path)
         hha = compute()
