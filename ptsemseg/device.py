@@ -27,7 +27,8 @@ def resolve_speed_modes(training, device, arch=None):
     `auto` is the fastest mode that still trains correctly, as measured by benchmarks/bench_models.py
     (BENCHMARKS.md): on a CPU with native bf16, bf16 autocast in channels_last; on other CPUs fp32 (emulated bf16
     is slower); on CUDA, channels_last with bf16 autocast where the GPU has bf16, else fp16 (the usual choice on
-    tensor-core GPUs, not measured by this project's benchmark runs). `amp: true` means bf16 on CPU, fp16 on CUDA.
+    tensor-core GPUs; the GPU runs of BENCHMARKS.md trained in it without fault, its speed against fp32 is not
+    measured there). `amp: true` means bf16 on CPU, fp16 on CUDA.
     bf16 is safe for every architecture: FCN-8s's upsamplers with fewer than 16 classes, whose bf16 kernels were
     seen to corrupt the heap, compute in fp32 inside the model (models/_utils.py, NarrowFp32ConvTranspose2d).
     An architecture whose builder sets `cpu_bf16_safe = False` gets fp32 from `auto` on a CPU (DispNet: its weights

@@ -386,3 +386,17 @@ def test_trainer_runs_on_the_miniature_datasets(dataset, nyu, sun, tmp_path):
     assert batch["raw_depth"].shape == (2, 1, 24, 32) and batch["scene"].shape == (2,)
     scores = trainer.run()
     assert "seg/mean_iou" in scores
+
+
+def test_nyu_scene_types_map_to_fusenet_ten_classes():
+    """All 27 NYU scene types against FuseNet_PyTorch's mapping table (its class ids are 1-based)."""
+    from ptsemseg.loaders.nyuv2 import NYU_SCENE_CLASSES, scene_class
+
+    fusenet_table = {"basement": 10, "bathroom": 4, "bedroom": 1, "bookstore": 9, "cafe": 10, "classroom": 8,
+                     "computer_lab": 10, "conference_room": 10, "dinette": 10, "dining_room": 5,
+                     "exercise_room": 10, "foyer": 10, "furniture_store": 10, "home_office": 7, "home_storage": 10,
+                     "indoor_balcony": 10, "kitchen": 2, "laundry_room": 10, "living_room": 3, "office": 6,
+                     "office_kitchen": 10, "playroom": 10, "printer_room": 10, "reception_room": 10,
+                     "student_lounge": 10, "study": 10, "study_room": 10}
+    assert {name: scene_class(name) + 1 for name in fusenet_table} == fusenet_table
+    assert NYU_SCENE_CLASSES[-1] == "others" and scene_class(" Living_Room\n") == 2

@@ -63,7 +63,9 @@ NYU13_CLASS_NAMES = ("bed", "books", "ceiling", "chair", "floor", "furniture", "
 NYU40_TO_13 = (12, 5, 6, 1, 4, 9, 10, 12, 13, 6, 8, 6, 13, 10, 6, 13, 6, 7, 7, 5, 7, 3, 2, 6, 11, 7, 7, 7, 7, 7,
                7, 6, 7, 7, 7, 7, 7, 7, 6, 7)
 
-# FuseNet's 10 scene classes: the nine most frequent of NYU's 27 scene types, the rest in "others".
+# FuseNet's 10 scene classes: the nine most frequent of NYU's 27 scene types, the rest in "others". Source: the
+# "NYU 10-Scene Mapping" table of FuseNet_PyTorch (github.com/zanilzanzan/FuseNet_PyTorch, utils/nyu_scene_mapping.txt;
+# utils/text/ in later versions), which lists all 27 types with their class (1-based there, 0-based here).
 NYU_SCENE_CLASSES = ("bedroom", "kitchen", "living_room", "bathroom", "dining_room", "office", "home_office",
                      "classroom", "bookstore", "others")
 
