@@ -13,8 +13,11 @@ import sys
 import pytest
 import torch
 
+from ptsemseg.device import resolve_speed_modes
 from ptsemseg.models import MODELS
 from ptsemseg.models._utils import NarrowFp32ConvTranspose2d
+
+from tests.test_model_contract import MODEL_CASES
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step_child.py")
 MODES = ("fp32", "channels_last", "bf16", "bf16+channels_last")
@@ -153,6 +156,23 @@ def test_representative_cases_train_in_every_precision_mode():
              case("deeplab", "seg", 1, "bf16", (61, 83), backbone="resnet18"),
              case("deeplab", "depth", 1, "bf16+channels_last", (61, 83), backbone="resnet18"),
              case("dispnet", "depth", 1, "fp32", (61, 83))]
+    assert_all_pass(cases)
+
+
+def auto_mode(arch):
+    """The MODES name of what `training.amp: auto` and `channels_last: auto` pick for `arch` on this CPU."""
+    training = {"amp": "auto", "channels_last": "auto"}
+    resolve_speed_modes(training, torch.device("cpu"), arch)
+    return {(False, False): "fp32", (False, True): "channels_last", ("bf16", False): "bf16",
+            ("bf16", True): "bf16+channels_last"}[training["amp"], training["channels_last"]]
+
+
+@pytest.mark.parametrize("arch", list(MODEL_CASES))
+def test_every_architecture_trains_both_tasks_at_odd_and_paper_sizes_in_fp32_and_auto(arch):
+    """Registry-wide: seg and depth, 97×131 and 240×320, fp32 and the `auto` modes, each one training step with
+    the model's declared inputs (the contract tests' small options), in a child process."""
+    cases = [case(arch, task, 5 if task == "seg" else 1, mode, size, **MODEL_CASES[arch])
+             for task in ("seg", "depth") for mode in ("fp32", auto_mode(arch)) for size in ((97, 131), (240, 320))]
     assert_all_pass(cases)
 
 
