@@ -57,18 +57,24 @@ def _last_iteration(path):
         return None
 
 
-@pytest.mark.parametrize("task", ["seg", {"seg": 1.0, "depth": 0.5}], ids=["seg", "seg+depth"])
-def test_exact_resume_after_kill(write_config, tmp_path, task):
+FUSENET = {"arch": "fusenet", "inputs": ["image", "depth"], "backbone": None}
+RESUME_CASES = {"seg": ("seg", {}, 2), "seg+depth": ({"seg": 1.0, "depth": 0.5}, {}, 2),
+                "fusenet seg+scene": ({"seg": 1.0, "scene": 0.001}, FUSENET, 10)}  # 44 M parameters: fewer writes
+
+
+@pytest.mark.parametrize("task, model, every", RESUME_CASES.values(), ids=RESUME_CASES)
+def test_exact_resume_after_kill(write_config, tmp_path, task, model, every):
     """Killed with SIGKILL after its first validation and resumed, training ends bit-identical to an uninterrupted
-    run, with the same metrics.jsonl, for one task and for several. The killed run takes last.pt by wall-clock time
-    (checkpoint_minutes), the reference every 2 iterations: a checkpoint's content does not depend on when it is
-    written."""
-    training = {"train_iters": 40, "val_interval": 20, "checkpoint_interval": 2, "print_interval": 5,
+    run, with the same metrics.jsonl, for one task, for several, and for an RGB-D model with its scene head. The
+    killed run takes last.pt by wall-clock time (checkpoint_minutes), the reference every 2 iterations: a
+    checkpoint's content does not depend on when it is written."""
+    model = {"model": model} if model else {}
+    training = {"train_iters": 40, "val_interval": 20, "checkpoint_interval": every, "print_interval": 5,
                 "lr_schedule": {"name": "poly_lr", "warmup_iters": 5},
                 "augmentations": {"hflip": 0.5, "brightness": 0.2}}
-    reference = write_config("reference.yaml", task=task, training=training)
+    reference = write_config("reference.yaml", task=task, training=training, **model)
     _, _ = train(reference)
-    interrupted = write_config("interrupted.yaml", task=task,
+    interrupted = write_config("interrupted.yaml", task=task, **model,
                                training={**training, "checkpoint_interval": 20, "checkpoint_minutes": 0.002})
     run_dir = str(tmp_path / "interrupted")
     process = subprocess.Popen([sys.executable, "train.py", "--config", interrupted], cwd=REPO,
