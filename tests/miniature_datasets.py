@@ -257,3 +257,22 @@ def write_kitti_depth_png(root, split, drive, kind, camera, frame, values):
     """A KITTI depth PNG (uint16, metres · 256) as data_depth_annotated (`kind` groundtruth) or data_depth_velodyne
     (`kind` velodyne_raw) store it."""
     write_png(root / split / drive / "proj_depth" / kind / f"image_0{camera}" / f"{frame:010d}.png", values)
+
+
+# ---- ADE20K (ADEChallengeData2016)
+ADE_FRAMES = {"training": {"ADE_train_00000001": (10, 14), "ADE_train_00000002": (12, 9)},
+              "validation": {"ADE_val_00000001": (11, 13), "ADE_val_00000002": (10, 14)}}
+
+
+def write_ade20k(root):
+    """A miniature ADEChallengeData2016: JPEG images of different sizes and uint8 annotations (0 = other, 1..150,
+    with 0, 1 and 150 on the first row) under images/ and annotations/; returns {stem: annotation}."""
+    rng = np.random.default_rng(6)
+    annotations = {}
+    for folder, frames in ADE_FRAMES.items():
+        for stem, size in frames.items():
+            write_png(root / "images" / folder / f"{stem}.jpg", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+            annotations[stem] = rng.integers(0, 151, size).astype(np.uint8)
+            annotations[stem][0, :3] = [0, 1, 150]
+            write_png(root / "annotations" / folder / f"{stem}.png", annotations[stem])
+    return annotations
