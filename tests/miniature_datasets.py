@@ -259,6 +259,27 @@ def write_kitti_depth_png(root, split, drive, kind, camera, frame, values):
     write_png(root / split / drive / "proj_depth" / kind / f"image_0{camera}" / f"{frame:010d}.png", values)
 
 
+def write_nyu_folder13(root):
+    """The NYUv2 folder layout with 13-class label PNGs (0 = void, 1..13, as ankurhanda's new_nyu_class13_*.png):
+    RGB, Depth and RawDepth (uint16 millimetres), Label, scenes.txt, train.txt and test.txt for 12×16 frames;
+    returns {id: label file}."""
+    rng = np.random.default_rng(4)
+    labels = {}
+    for split, ids in (("train", NYU_TRAIN), ("test", NYU_TEST)):
+        (root / f"{split}.txt").write_text("".join(f"RGB/{i:04d}.png\tLabel/{i:04d}.png\n" for i in ids))
+        for i in ids:
+            write_png(root / "RGB" / f"{i:04d}.png", rng.integers(0, 256, (RGBD_ROWS, RGBD_COLS, 3), dtype=np.uint8))
+            depth = rng.uniform(0.7, 9.5, (RGBD_ROWS, RGBD_COLS))
+            write_png(root / "Depth" / f"{i:04d}.png", np.round(depth * 1000).astype(np.uint16))
+            write_png(root / "RawDepth" / f"{i:04d}.png",
+                      np.where(rng.random(depth.shape) < 0.2, 0, np.round(depth * 1000)).astype(np.uint16))
+            labels[i] = rng.integers(0, 14, (RGBD_ROWS, RGBD_COLS)).astype(np.uint8)
+            labels[i][0, :3] = [0, 1, 13]
+            write_png(root / "Label" / f"{i:04d}.png", labels[i])
+    (root / "scenes.txt").write_text("".join(f"{i:04d} {scene}\n" for i, scene in enumerate(NYU_SCENES, start=1)))
+    return labels
+
+
 # ---- ADE20K (ADEChallengeData2016)
 ADE_FRAMES = {"training": {"ADE_train_00000001": (10, 14), "ADE_train_00000002": (12, 9)},
               "validation": {"ADE_val_00000001": (11, 13), "ADE_val_00000002": (10, 14)}}
