@@ -19,6 +19,7 @@ Labels: 0..39 (or 0..12 with `n_classes: 13`, via the 40→13 table of class13Ma
 files of the folder layout hold the 40-class set or the 13-class one (ankurhanda/nyuv2-meta-data's
 `new_nyu_class13_*.png`): `label_set: 40 | 13`; `auto` (the default) reads the first label files and takes 40 when
 an id above 13 occurs, otherwise fails in one line asking for it. An id above the set's size fails naming its file.
+The raw Kinect frames of the raw dataset are the separate dataset `nyuv2_raw` (ptsemseg/loaders/nyuv2_raw.py).
 Scene: FuseNet's 10 scene classes (0..9, see NYU_SCENE_CLASSES), where the layout records scene types.
 Splits: `train` and `test`; `val` is the test split (NYUv2 has no separate validation set).
 HHA: read from `HHA/` where the folder layout has it, otherwise computed per frame from the depth and
