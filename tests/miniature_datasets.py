@@ -257,3 +257,109 @@ def write_kitti_depth_png(root, split, drive, kind, camera, frame, values):
     """A KITTI depth PNG (uint16, metres · 256) as data_depth_annotated (`kind` groundtruth) or data_depth_velodyne
     (`kind` velodyne_raw) store it."""
     write_png(root / split / drive / "proj_depth" / kind / f"image_0{camera}" / f"{frame:010d}.png", values)
+
+
+def write_nyu_folder13(root):
+    """The NYUv2 folder layout with 13-class label PNGs (0 = void, 1..13, as ankurhanda's new_nyu_class13_*.png):
+    RGB, Depth and RawDepth (uint16 millimetres), Label, scenes.txt, train.txt and test.txt for 12×16 frames;
+    returns {id: label file}."""
+    rng = np.random.default_rng(4)
+    labels = {}
+    for split, ids in (("train", NYU_TRAIN), ("test", NYU_TEST)):
+        (root / f"{split}.txt").write_text("".join(f"RGB/{i:04d}.png\tLabel/{i:04d}.png\n" for i in ids))
+        for i in ids:
+            write_png(root / "RGB" / f"{i:04d}.png", rng.integers(0, 256, (RGBD_ROWS, RGBD_COLS, 3), dtype=np.uint8))
+            depth = rng.uniform(0.7, 9.5, (RGBD_ROWS, RGBD_COLS))
+            write_png(root / "Depth" / f"{i:04d}.png", np.round(depth * 1000).astype(np.uint16))
+            write_png(root / "RawDepth" / f"{i:04d}.png",
+                      np.where(rng.random(depth.shape) < 0.2, 0, np.round(depth * 1000)).astype(np.uint16))
+            labels[i] = rng.integers(0, 14, (RGBD_ROWS, RGBD_COLS)).astype(np.uint8)
+            labels[i][0, :3] = [0, 1, 13]
+            write_png(root / "Label" / f"{i:04d}.png", labels[i])
+    (root / "scenes.txt").write_text("".join(f"{i:04d} {scene}\n" for i, scene in enumerate(NYU_SCENES, start=1)))
+    return labels
+
+
+# ---- NYUv2 raw Kinect dumps (libfreenect fakenect-record, fakenect/record.c)
+KINECT_ROWS, KINECT_COLS = 480, 640
+# scene folder: (host times of the depth frames, host times of the colour frames), in seconds.
+NYU_RAW_TRAIN = {"bedroom_0001": ([1294439283.0, 1294439283.033, 1294439283.066], [1294439283.01, 1294439283.05]),
+                 "living_room_0012a": ([1294500000.5, 1294500000.533], [1294500000.52])}
+NYU_RAW_TEST = {"office_0003": ([1294600000.0, 1294600000.034], [1294600000.002, 1294600000.03])}
+
+
+def fakenect_name(kind, host_time, ticks, extension):
+    """A fakenect file name: record.c writes "%c-%f-%u.%s"."""
+    return f"{kind}-{host_time:f}-{ticks}.{extension}"
+
+
+def write_kinect_depth(path, disparity):
+    """A raw depth dump: the one-line PGM header, then the 16-bit values little-endian (as record.c on x86)."""
+    rows, cols = disparity.shape
+    path.write_bytes(f"P5 {cols} {rows} 65535\n".encode() + np.asarray(disparity, dtype="<u2").tobytes())
+
+
+def write_kinect_rgb(path, image):
+    """A raw colour dump: the one-line PPM header, then the RGB bytes."""
+    rows, cols = image.shape[:2]
+    path.write_bytes(f"P6 {cols} {rows} 255\n".encode() + np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+
+
+def kinect_planes(left, right, hole=None):
+    """A 640×480 disparity frame: `left` on columns < 320, `right` beyond, and 2047 (no measurement) in the box
+    hole = (top, bottom, left, right)."""
+    disparity = np.full((KINECT_ROWS, KINECT_COLS), right, dtype=np.uint16)
+    disparity[:, :KINECT_COLS // 2] = left
+    if hole is not None:
+        top, bottom, first, last = hole
+        disparity[top:bottom, first:last] = 2047
+    return disparity
+
+
+def write_nyu_raw(root, scenes=None):
+    """Raw scene folders (depth, colour and accelerometer dumps with INDEX.txt in capture order) and the two scene
+    lists in `root`; every depth frame is two planes with a hole. Returns {scene: {file name: array}}."""
+    scenes = scenes or {**NYU_RAW_TRAIN, **NYU_RAW_TEST}
+    rng = np.random.default_rng(5)
+    written = {}
+    for scene, (depth_times, rgb_times) in scenes.items():
+        folder = root / scene
+        folder.mkdir(parents=True)
+        files = {}
+        for number, host_time in enumerate(depth_times):
+            files[fakenect_name("d", host_time, 1000 + number, "pgm")] = kinect_planes(
+                1050 - 10 * number, 850, hole=(200, 240, 100 + 20 * number, 140 + 20 * number))
+        for number, host_time in enumerate(rgb_times):
+            files[fakenect_name("r", host_time, 2000 + number, "ppm")] = rng.integers(
+                0, 256, (KINECT_ROWS, KINECT_COLS, 3), dtype=np.uint8)
+        for name, array in files.items():
+            (write_kinect_depth if name.startswith("d-") else write_kinect_rgb)(folder / name, array)
+        accel = fakenect_name("a", depth_times[0] + 0.001, 1000, "dump")
+        # freenect_raw_tilt_state: int16 accelerometer x, y, z (819 counts = 1 g), int8 tilt angle and a padding
+        # byte, int32 tilt status.
+        (folder / accel).write_bytes(np.array([0, 819, 0], dtype="<i2").tobytes() + bytes(2) + bytes(4))
+        by_time = sorted(list(files) + [accel], key=lambda name: float(name.split("-")[1]))
+        (folder / "INDEX.txt").write_text("".join(name + "\n" for name in by_time))
+        written[scene] = files
+    for split, listed in (("train", NYU_RAW_TRAIN), ("test", NYU_RAW_TEST)):
+        (root / f"{split}_scenes.txt").write_text("".join(f"{scene}\n" for scene in listed if scene in scenes))
+    return written
+
+
+# ---- ADE20K (ADEChallengeData2016)
+ADE_FRAMES = {"training": {"ADE_train_00000001": (10, 14), "ADE_train_00000002": (12, 9)},
+              "validation": {"ADE_val_00000001": (11, 13), "ADE_val_00000002": (10, 14)}}
+
+
+def write_ade20k(root):
+    """A miniature ADEChallengeData2016: JPEG images of different sizes and uint8 annotations (0 = other, 1..150,
+    with 0, 1 and 150 on the first row) under images/ and annotations/; returns {stem: annotation}."""
+    rng = np.random.default_rng(6)
+    annotations = {}
+    for folder, frames in ADE_FRAMES.items():
+        for stem, size in frames.items():
+            write_png(root / "images" / folder / f"{stem}.jpg", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+            annotations[stem] = rng.integers(0, 151, size).astype(np.uint8)
+            annotations[stem][0, :3] = [0, 1, 150]
+            write_png(root / "annotations" / folder / f"{stem}.png", annotations[stem])
+    return annotations

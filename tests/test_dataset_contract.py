@@ -9,8 +9,9 @@ import pytest
 import torch
 import yaml
 
-from miniature_datasets import (DATE, make_cityscapes, make_kitti_semantics, make_raw_drive, write_fusenet_h5,
-                                write_kitti_depth_png, write_nyu_mat, write_sun)
+from miniature_datasets import (DATE, make_cityscapes, make_kitti_semantics, make_raw_drive, write_ade20k,
+                                write_fusenet_h5, write_kitti_depth_png, write_nyu_folder13, write_nyu_mat,
+                                write_nyu_raw, write_sun)
 from conftest import tiny_config
 from test_augmentations import GEOMETRIC, SEEDS, VALUES, make_sample
 from ptsemseg.augmentations import AUGMENTATIONS
@@ -69,6 +70,9 @@ CASES = {
     "nyuv2_mat": Case("nyuv2", "test", into(write_nyu_mat), 10.0),
     "nyuv2_fusenet_h5": Case("nyuv2", "train", into(write_fusenet_h5), 10.0, {"layout": "fusenet_h5"}),
     "sunrgbd": Case("sunrgbd", "test", into(write_sun), 10.0),
+    "nyuv2_folder_13_classes": Case("nyuv2", "train", into(write_nyu_folder13), 10.0, {"label_set": 13}),
+    "nyuv2_raw": Case("nyuv2_raw", "train", into(write_nyu_raw), 10.0),
+    "ade20k": Case("ade20k", "val", into(write_ade20k)),
 }
 
 

@@ -15,3 +15,5 @@ from ptsemseg.loaders import kitti  # noqa: E402,F401
 from ptsemseg.loaders import synthetic  # noqa: E402,F401
 from ptsemseg.loaders import nyuv2  # noqa: E402,F401
 from ptsemseg.loaders import sunrgbd  # noqa: E402,F401
+from ptsemseg.loaders import ade20k  # noqa: E402,F401
+from ptsemseg.loaders import nyuv2_raw  # noqa: E402,F401

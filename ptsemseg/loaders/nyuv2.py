@@ -4,7 +4,8 @@ Layouts (`layout`, default `auto` picks the first that `data.path` holds):
 - `mat`: the official `nyu_depth_v2_labeled.mat` (MATLAB v7.3, i.e. HDF5) with `splits.mat` (795 train /
   654 test, 1-based) and `classMapping40.mat` (894 raw classes → 40) beside it.
 - `folder`: `RGB/<id>.png|jpg`, `Depth/<id>.png` (uint16 millimetres) or `Depth/<id>.npy` (float metres),
-  optional `RawDepth/<id>.png`, `Label/<id>.png` (uint8, 0 = void, 1..40), optional `HHA/<id>.png|jpg`,
+  optional `RawDepth/<id>.png`, `Label/<id>.png` (uint8, 0 = void, 1..40, or 1..13 with `label_set: 13`),
+  optional `HHA/<id>.png|jpg`,
   `train.txt`/`test.txt` (first field of each line is the RGB path; SA-Gate's tab-separated lists work) and
   optional `scenes.txt` (`<id> <scene type>`). tools/nyu_export.py writes it from the .mat file.
 - `fusenet_h5`: FuseNet's `nyu_class_10_db.h5` (`rgb_*`, `depth_*`, `label_*`, `class_*` per split, 320×240).
@@ -14,7 +15,11 @@ Layouts (`layout`, default `auto` picks the first that `data.path` holds):
 
 Keys: image, depth (`depth_source`: filled or raw), raw_depth (the measured depth), label, scene, hha; the
 fusenet_h5 layout gives image, depth (as an input only), label and scene. Only the keys asked for are read.
-Labels: 0..39 (or 0..12 with `n_classes: 13`, via the 40→13 table of class13Mapping.mat), void → 255.
+Labels: 0..39 (or 0..12 with `n_classes: 13`, via the 40→13 table of class13Mapping.mat), void → 255. The label
+files of the folder layout hold the 40-class set or the 13-class one (ankurhanda/nyuv2-meta-data's
+`new_nyu_class13_*.png`): `label_set: 40 | 13`; `auto` (the default) reads the first label files and takes 40 when
+an id above 13 occurs, otherwise fails in one line asking for it. An id above the set's size fails naming its file.
+The raw Kinect frames of the raw dataset are the separate dataset `nyuv2_raw` (ptsemseg/loaders/nyuv2_raw.py).
 Scene: FuseNet's 10 scene classes (0..9, see NYU_SCENE_CLASSES), where the layout records scene types.
 Splits: `train` and `test`; `val` is the test split (NYUv2 has no separate validation set).
 HHA: read from `HHA/` where the folder layout has it, otherwise computed per frame from the depth and
@@ -36,6 +41,10 @@ from ptsemseg.schema import spatial_keys
 
 SECTION = "NYUv2"
 LAYOUTS = ("auto", "mat", "folder", "fusenet_h5")
+LABEL_SETS = ("auto", 40, 13)
+# Label files `auto` reads before deciding: a 40-class frame shows ids above 13 (otherprop, ceiling...) at once.
+LABEL_SET_PROBE_FILES = 10
+N_RAW_CLASSES = 894
 SPLITS = {"train": "train", "test": "test", "val": "test"}
 MAT_FILE = "nyu_depth_v2_labeled.mat"
 SPLITS_FILE = "splits.mat"
@@ -82,6 +91,24 @@ def label40_table(n_classes):
     targets = np.arange(40) if n_classes == 40 else np.array(NYU40_TO_13) - 1
     table[1:41] = targets
     return table
+
+
+def label_file_table(label_set, n_classes):
+    """uint8 look-up table over 0..255: id in a label file of `label_set` (0 = void) → training label."""
+    if label_set == 40:
+        return label40_table(n_classes)
+    table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    table[1:14] = np.arange(13)
+    return table
+
+
+def check_label_ids(label, label_set, path):
+    """Fail naming `path` when a label id is above the label set's classes (0 = void, 1..label_set)."""
+    top = int(label.max()) if label.size else 0
+    if top > label_set:
+        raise CorruptFileError(f"label id {top} in {path} is above the {label_set}-class set (0 = void, "
+                               f"1..{label_set})" + ("; 40-class files need data.label_set: 40" if label_set == 13
+                                                     else ""))
 
 
 def raw894_table(map_class, n_classes):
@@ -178,10 +205,13 @@ class NYUv2(DenseDataset):
         return {"depth": FUSENET_DEPTH} if layout == "fusenet_h5" else {}
 
     def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
-                 skip_bad=False, n_classes=40, layout="auto", depth_source="filled", fusenet_depth_max=10.0):
+                 skip_bad=False, n_classes=None, layout="auto", depth_source="filled", fusenet_depth_max=10.0,
+                 label_set="auto"):
         super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
-        if n_classes not in (40, 13):
+        if n_classes not in (None, 40, 13):
             raise PtsemsegError(f"NYUv2 n_classes must be 40 or 13, got {n_classes!r}")
+        if label_set not in LABEL_SETS:
+            raise PtsemsegError(f"NYUv2 label_set must be auto, 40 or 13, got {label_set!r}")
         if layout not in LAYOUTS:
             raise PtsemsegError(f"NYUv2 layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
         if depth_source not in ("filled", "raw"):
@@ -192,18 +222,33 @@ class NYUv2(DenseDataset):
             raise PtsemsegError(f"data.path is not set: point it at the folder holding {MAT_FILE} "
                                 f"(see README.md#datasets, section '{SECTION}')")
         require_path(root, "NYUv2 root", SECTION)
-        self.n_classes = n_classes
-        self.class_names = NYU40_CLASS_NAMES if n_classes == 40 else NYU13_CLASS_NAMES
-        self.label40 = label40_table(n_classes)
+        self.set_classes(n_classes or 40)
         self.subset = SPLITS[split]
         self.depth_source = depth_source
         self.fusenet_depth_max = float(fusenet_depth_max)
         self.layout = self._detect_layout(root) if layout == "auto" else layout
         self.require_keys(layout=self.layout)
+        if label_set == 13 and self.layout != "folder":
+            raise PtsemsegError(f"NYUv2 label_set: 13 applies to label files of the folder layout; layout "
+                                f"{self.layout} holds {'894' if self.layout == 'mat' else '40'}-class labels")
         if self.layout == "fusenet_h5" and layout == "auto" and "depth" in self.keys:
             raise PtsemsegError(f"{root} holds FuseNet's h5 file: {FUSENET_DEPTH}; set data.layout: fusenet_h5 to "
                                 "feed it to a model as an input (depth targets need layout mat or folder)")
         {"mat": self._init_mat, "folder": self._init_folder, "fusenet_h5": self._init_fusenet}[self.layout]()
+        self.label_set = label_set
+        if label_set == "auto":
+            self.label_set = self._detect_label_set() if self.layout == "folder" and "label" in self.keys else 40
+        if self.label_set == 13:
+            if n_classes == 40:
+                raise PtsemsegError("NYUv2 label files of the 13-class set cannot give n_classes: 40 "
+                                    "(set n_classes: 13, or point data.path at 40-class labels)")
+            self.set_classes(13)
+        self.file_label_table = label_file_table(self.label_set, self.n_classes)
+
+    def set_classes(self, n_classes):
+        """Train on the 40- or the 13-class set."""
+        self.n_classes = n_classes
+        self.class_names = NYU40_CLASS_NAMES if n_classes == 40 else NYU13_CLASS_NAMES
 
     @staticmethod
     def _detect_layout(root):
@@ -256,7 +301,11 @@ class NYUv2(DenseDataset):
         if "raw_depth" in self.keys:
             sample["raw_depth"] = depths["raw"]
         if "label" in self.keys:
-            sample["label"] = self.label_table[_read(handle, "labels", frame, path).T]
+            labels = _read(handle, "labels", frame, path)
+            if int(labels.max()) > N_RAW_CLASSES:
+                raise CorruptFileError(f"labels[{frame}] of {path} holds id {int(labels.max())}, above NYU's "
+                                       f"{N_RAW_CLASSES} raw classes")
+            sample["label"] = self.label_table[labels.T]
         if "scene" in self.keys:
             sample["scene"] = scene_class(self.scene_types[index])
         if "hha" in self.keys:
@@ -289,6 +338,18 @@ class NYUv2(DenseDataset):
             if missing:
                 raise PtsemsegError(f"{scenes_path} has no scene type for {len(missing)} of the {len(self.rgb_paths)} "
                                     f"{self.subset} frames, first: {missing[0]}")
+
+    def _detect_label_set(self):
+        """40 when one of the first label files holds an id above 13; otherwise the files fit both sets: fail."""
+        top = 0
+        for path in self.label_paths[:LABEL_SET_PROBE_FILES]:
+            top = max(top, int(read_gray(os.path.join(self.root, path)).max()))
+            if top > 13:
+                return 40
+        probed = min(len(self.label_paths), LABEL_SET_PROBE_FILES)
+        raise PtsemsegError(f"NYUv2 label files of {self.root}: the first {probed} hold ids 0..{top} only, which fits "
+                            "the 13-class set (ankurhanda's new_nyu_class13_*.png) and the 40-class one: set "
+                            "data.label_set: 13 or 40")
 
     @staticmethod
     def _stem(path):
@@ -339,7 +400,8 @@ class NYUv2(DenseDataset):
             label = read_gray(label_path)
             if label.dtype != np.uint8:
                 raise CorruptFileError(f"expected an 8-bit label PNG, got {label.dtype}: {label_path}")
-            sample["label"] = self.label40[label]
+            check_label_ids(label, self.label_set, label_path)
+            sample["label"] = self.file_label_table[label]
         if "scene" in self.keys:
             sample["scene"] = scene_class(self.scenes[stem])
         if "hha" in self.keys:
@@ -379,7 +441,7 @@ class NYUv2(DenseDataset):
             label = np.squeeze(_read(handle, self.h5_keys["label"], index, path)).astype(np.int64)
             if label.min() < 0 or label.max() > 40:
                 raise CorruptFileError(f"{path}: {self.h5_keys['label']}[{index}] has labels outside 0..40")
-            sample["label"] = self.label40[label]
+            sample["label"] = self.file_label_table[label]
         if "scene" in self.keys:
             sample["scene"] = int(np.asarray(_read(handle, self.h5_keys["class"], index, path)).ravel()[0]) - 1
         return self.asked(sample)
