@@ -9,14 +9,16 @@ import math
 import os
 import re
 
+import cv2
 import numpy as np
 import pytest
+import scipy.interpolate
 import torch
 import yaml
 
 from miniature_datasets import (BASELINE, CITYSCAPES_COLS, CITYSCAPES_ROWS, DISPARITY_DEPTH, FX, NYU_TEST, RGBD_COLS,
                                 RGBD_ROWS, make_cityscapes, write_nyu_mat, write_png)
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO, SHARED, run_script
 from ptsemseg.build import build_dataset, build_model
 from ptsemseg.cli import list_components
 from ptsemseg.config import load_config
@@ -302,6 +304,40 @@ def test_cityscapes_protocol_on_the_disparity(tmp_path):
     kept = kept[(kept > 1e-3) & (kept < 80)]
     assert len(kept) == 12 * 30 - 2
     assert_scores(scores, by_hand([[(value, 40.0) for value in kept]]), n_images=1)
+
+
+# ---- the real frame: the ground truths differ as docs/protocols.md says -----------------------------------
+
+REAL_KITTI = os.path.join(SHARED, "realdata", "kitti")
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL_KITTI), reason=f"real dataset samples not found at {REAL_KITTI}")
+def test_real_frame_scores_one_prediction_differently_on_the_three_velodyne_ground_truths(tmp_path):
+    """The annotated map of 2011_09_26_drive_0001 frame 5, filled in by linear interpolation, as the prediction."""
+    raw = os.path.join(REAL_KITTI, "raw")
+    (tmp_path / "one.txt").write_text(f"{DATE}/2011_09_26_drive_0001_sync 5 l\n")
+    annotated = cv2.imread(os.path.join(REAL_KITTI, "depth", "data_depth_annotated", "train",
+                                        "2011_09_26_drive_0001_sync", "proj_depth", "groundtruth", "image_02",
+                                        "0000000005.png"), cv2.IMREAD_UNCHANGED) / 256.0
+    rows, cols = np.nonzero(annotated)
+    grid = tuple(np.mgrid[0:annotated.shape[0], 0:annotated.shape[1]])
+    filled = scipy.interpolate.griddata((rows, cols), annotated[rows, cols], grid, method="linear")
+    nearest = scipy.interpolate.griddata((rows, cols), annotated[rows, cols], grid, method="nearest")
+    prediction = torch.from_numpy(np.where(np.isnan(filled), nearest, filled).astype(np.float32))[None, None]
+    maps, abs_rel = {}, {}
+    for gt in ("velodyne", "velodyne_sfmlearner", "velodyne_camera_z"):
+        cfg = load_config(write_config(tmp_path, {"dataset": "kitti", "layout": "raw", "path": raw,
+                                                  "split_file": str(tmp_path / "one.txt"), "test_split": "test",
+                                                  "gt": gt}, {"protocol": "kitti_eigen"}))
+        maps[gt] = build_dataset(cfg, "test", DEPTH)[0]["depth"][0].numpy()
+        abs_rel[gt] = score(cfg, [prediction])[0]["abs_rel"]
+    assert np.count_nonzero(maps["velodyne"]) == 19180
+    same_pixels = (maps["velodyne"] > 0) == (maps["velodyne_sfmlearner"] > 0)
+    assert same_pixels.all()
+    offset = (maps["velodyne"] - maps["velodyne_sfmlearner"])[maps["velodyne"] > 0]
+    assert 0.27 < offset.mean() < 0.29  # the Velodyne x lies about 0.28 m beyond the camera z
+    assert abs_rel == pytest.approx({"velodyne": 0.030, "velodyne_sfmlearner": 0.020, "velodyne_camera_z": 0.019},
+                                    abs=5e-4)
 
 
 # ---- presets in configs, the listing and the docs ----------------------------------------------------------
