@@ -34,7 +34,7 @@ SCHEMA = {
     "testing": {
         "protocol": "a preset of the keys below (train.py --list)", "cap_gt": "bool", "pred_disp": "bool",
         "trained_model": "checkpoint path", "min_depth": "float", "max_depth": "float",
-        "crop": "none | garg | eigen", "median_scaling": "bool",
+        "crop": "none | garg | eigen | nyu_eigen | cityscapes", "median_scaling": "bool",
     },
 }
 

@@ -153,9 +153,9 @@ def test_velodyne_projections_on_a_hand_made_calibration(tmp_path):
         [12.75, -0.375, 2.375, 0.5],  # D: u 33.5, v 10.5 exactly: NumPy rounds half to even, to 34 and 10
         [-5, 0, 0, 0.5],            # E: behind the scanner: dropped by both
         [10.25, -20, 0, 0.5],       # F: u 132, outside the image
-        [0.2, 0.02, 0, 0.5],        # G: x ≥ 0 but behind the image plane (camera z −0.05): only velodyne_x keeps it
-        [10.25, -6.4, 3, 0.5],      # H1: u 64, v 5: velodyne_x pixel (4, 63), camera_z column 64 is outside
-        [5.25, 3.1, 1.4, 0.5],      # H2: u 1, v 6: velodyne_x pixel (5, 0), which shares monodepth2's index with (4, 63)
+        [0.2, 0.02, 0, 0.5],        # G: x ≥ 0 behind the image plane (camera z −0.05): u 52, v 20, kept by x ≥ 0
+        [10.25, -6.4, 3, 0.5],      # H1: u 64, v 5: Eigen pixel (4, 63); camera_z's column 64 is outside
+        [5.25, 3.1, 1.4, 0.5],      # H2: u 1, v 6: Eigen pixel (5, 0), sharing monodepth2's index with (4, 63)
     ], dtype=np.float32)
     scan = tmp_path / "scan.bin"
     points.tofile(scan)
@@ -365,6 +365,20 @@ def test_preset_keys_defaults_and_one_line_errors(kitti_raw, tmp_path):
     assert "testing.crop: must be none or one of garg, eigen, nyu_eigen, cityscapes, got 'gar'" in error(
         data, {"crop": "gar"})
     assert "testing.cap_gt: must be true or false" in error(data, {"cap_gt": "yes"})
+
+
+# Registered protocol -> its test on hand-computed metrics; a protocol registered without one fails the suite.
+HAND_COMPUTED = {
+    "kitti_eigen": test_kitti_eigen_scores_the_velodyne_x_ground_truth_inside_the_garg_crop,
+    "kitti_eigen_benchmark": test_kitti_eigen_benchmark_scores_every_annotated_pixel_of_the_annotated_frames,
+    "nyu_eigen": test_nyu_eigen_on_the_labelled_mat,
+    "cityscapes": test_cityscapes_protocol_on_the_disparity,
+}
+
+
+def test_every_registered_protocol_has_a_hand_computed_case():
+    missing = [name for name in PROTOCOLS.names() if name not in HAND_COMPUTED]
+    assert not missing, f"protocols without a test on hand-computed metrics: {missing}"
 
 
 def yaml_value(value):

@@ -18,9 +18,9 @@
   round(v) − 1; kitti_utils' `velodyne_x`); `velodyne_sfmlearner`, the same pixels storing camera z
   (SfMLearner's and Semseg-MonoDepth's evaluation; `shifted_camera_z`); `velodyne_camera_z`, the scan's camera z
   at pixel round(u), round(v) (`camera_z`); `annotated`, the PNGs under `annotated_root`, which also gives the
-  scan (`camera_z`) as `raw_depth`. With `gt: annotated`, `skip_unannotated: true` leaves out the listed frames that have no
-  annotated map (the Eigen test list keeps 652 of its 697 frames: monodepth2's eigen_benchmark split) instead
-  of failing.
+  scan (`camera_z`) as `raw_depth`. With `gt: annotated`, `skip_unannotated: true` leaves out the listed frames
+  that have no annotated map (the Eigen test list keeps 652 of its 697 frames: monodepth2's eigen_benchmark
+  split) instead of failing.
 - `prepared`: the output of tools/kitti_prepare_depth.py (raw layout with resized images, 16-bit projected
   depth in `<date>/<drive>/proj_depth/image_0{2,3}/*.png`, intrinsics in `<date>/<drive>/K_0{2,3}.txt`,
   lists `<split>.txt`).
