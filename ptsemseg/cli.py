@@ -70,13 +70,15 @@ def list_components():
     from ptsemseg.metrics import METRICS
     from ptsemseg.models import MODELS
     from ptsemseg.optimizers import OPTIMIZERS
+    from ptsemseg.protocols import PROTOCOLS
     from ptsemseg.schedulers import SCHEDULERS
     from ptsemseg.tasks import TASKS
 
     for title, registry in (("architectures", MODELS), ("encoders", ENCODERS), ("tasks", TASKS),
                             ("datasets", DATASETS), ("losses", LOSSES),
                             ("optimizers", OPTIMIZERS), ("lr schedules", SCHEDULERS),
-                            ("augmentations", AUGMENTATIONS), ("metrics", METRICS)):
+                            ("augmentations", AUGMENTATIONS), ("metrics", METRICS),
+                            ("evaluation protocols (testing.protocol)", PROTOCOLS)):
         print(f"{title}: {', '.join(registry.names())}")
 
 
@@ -144,6 +146,16 @@ def format_table(scores, class_names=None):
     return "\n".join(lines)
 
 
+def print_results_tables(scores, tasks, testing):
+    """Each task's table in its field's usual form (depth: the seed projects' 7 metrics), under its protocol."""
+    protocol = f" ({testing['protocol']})" if testing.get("protocol") else ""
+    for name, task in tasks.items():
+        table = task.results_table({key.partition("/")[2]: value for key, value in scores.items()
+                                    if key.partition("/")[0] == name}, testing)
+        if table:
+            print(f"\n{name}{protocol}:\n{table}")
+
+
 def evaluate_main(description, split, argv=None):
     """Evaluate a checkpoint on every task of its config over `data.<split>_split`; print (and save) the metrics."""
     parser = config_parser(description)
@@ -178,6 +190,7 @@ def evaluate_main(description, split, argv=None):
     scores, _, _ = evaluate(model, eval_loader(cfg, dataset, device), tasks, cfg, device, progress=True)
     print(f"{cfg['data']['dataset']} {cfg['data'][split_key]} ({len(dataset)} images), {model_path}")
     print(format_table(scores, {name: task.class_names for name, task in tasks.items()}))
+    print_results_tables(scores, tasks, cfg["testing"])
     if args.out_json:
         text = json.dumps(json_safe(scores), indent=2, allow_nan=False)
         write_atomic(args.out_json, lambda handle: handle.write(text.encode("utf-8")))

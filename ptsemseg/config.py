@@ -32,8 +32,9 @@ SCHEMA = {
         "best_metric": "<task>/<metric>", "aux_weights": "mapping of <task>/<output> to weights",
     },
     "testing": {
+        "protocol": "a preset of the keys below (train.py --list)", "cap_gt": "bool", "pred_disp": "bool",
         "trained_model": "checkpoint path", "min_depth": "float", "max_depth": "float",
-        "crop": "none | garg | eigen", "median_scaling": "bool",
+        "crop": "none | garg | eigen | nyu_eigen | cityscapes", "median_scaling": "bool",
     },
 }
 
@@ -53,7 +54,8 @@ DEFAULTS = {
                  "augmentations": None, "resume": None, "out_dir": None, "amp": "auto",
                  "channels_last": "auto", "device": "auto", "checkpoint_interval": None,
                  "checkpoint_minutes": 10, "val_batch_size": None, "best_metric": None, "aux_weights": None},
-    "testing": {"trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
+    "testing": {"protocol": None, "cap_gt": True, "pred_disp": False,
+                "trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
                 "median_scaling": False},
 }
 
@@ -174,8 +176,10 @@ def parse_overrides(overrides):
 
 
 def load_config(path, overrides=None):
-    """The resolved, validated config: bases merged, overrides applied, defaults filled in."""
+    """The resolved, validated config: bases merged, overrides applied, the protocol's keys under the config's
+    own, defaults filled in."""
     cfg = merge(load_yaml_with_bases(path), parse_overrides(overrides))
+    cfg = _apply_protocol(cfg, path)
     validate(cfg, path)
     return merge(DEFAULTS, _drop_empty(cfg))
 
@@ -185,6 +189,17 @@ def _drop_empty(cfg):
     if not isinstance(cfg, dict):
         return cfg
     return {key: _drop_empty(value) for key, value in cfg.items() if value is not None}
+
+
+def _apply_protocol(cfg, path):
+    """`cfg` over the keys its `testing.protocol` sets (an empty key of `cfg` takes the protocol's value)."""
+    from ptsemseg.protocols import protocol_keys
+
+    try:
+        keys = protocol_keys(cfg)
+    except PtsemsegError as err:
+        _fail(path, "testing.protocol", str(err))
+    return merge(keys, _drop_empty(cfg)) if keys else cfg
 
 
 def _fail(path, key, message):
@@ -307,9 +322,11 @@ def _check_bool(path, key, value):
 
 def _validate_testing(path, testing):
     """The evaluation protocol's keys, which training also uses at every validation."""
+    from ptsemseg.metrics.depth import CROPS
+
     crop = testing.get("crop")
-    if crop not in (None, "none", "garg", "eigen"):
-        _fail(path, "testing.crop", f"must be none, garg or eigen, got {crop!r}")
+    if crop is not None and crop not in ("none", *CROPS):
+        _fail(path, "testing.crop", f"must be none or one of {', '.join(CROPS)}, got {crop!r}")
     for key in ("min_depth", "max_depth"):
         value = testing.get(key)
         if value is not None and not _is_positive_number(value):
@@ -318,7 +335,8 @@ def _validate_testing(path, testing):
     max_depth = testing.get("max_depth") or DEFAULTS["testing"]["max_depth"]
     if min_depth >= max_depth:
         _fail(path, "testing.min_depth", f"must be below testing.max_depth, got {min_depth} and {max_depth}")
-    _check_bool(path, "testing.median_scaling", testing.get("median_scaling"))
+    for key in ("median_scaling", "cap_gt", "pred_disp"):
+        _check_bool(path, f"testing.{key}", testing.get(key))
     trained_model = testing.get("trained_model")
     if trained_model is not None and not isinstance(trained_model, str):
         _fail(path, "testing.trained_model", f"must be a checkpoint path, got {trained_model!r}")

@@ -207,6 +207,9 @@ DATE = "2011_09_26"
 VELO_POINTS = np.array([[10, 0, 0, 0.5], [20, 0, 0, 0.1], [5, -1, 0, 0.2], [-5, 0, 0, 0.3], [10, -20, 0, 0.4],
                         [8, 0, 1.6, 0.9]], dtype=np.float32)
 EXPECTED_IMAGE_02 = {(20, 32): 10.0, (20, 42): 5.0, (10, 32): 8.0}
+# ... and in the Eigen ground truth (monodepth2's convention: pixel round(u) − 1, round(v) − 1; velodyne x, here the
+# same as camera z).
+EXPECTED_IMAGE_02_EIGEN = {(row - 1, col - 1): depth for (row, col), depth in EXPECTED_IMAGE_02.items()}
 
 
 def calib_texts():

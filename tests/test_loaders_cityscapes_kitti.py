@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from miniature_datasets import (BASELINE, CITYSCAPES_COLS as COLS, CITYSCAPES_ROWS as ROWS, CX, CY, DATE, DISPARITY,
-                                DISPARITY_DEPTH, EXPECTED_IMAGE_02, FX, FY, KITTI_COLS, KITTI_ROWS, TRAIN_IDS, U0, V0,
+                                DISPARITY_DEPTH, EXPECTED_IMAGE_02, EXPECTED_IMAGE_02_EIGEN, FX, FY, KITTI_COLS, KITTI_ROWS, TRAIN_IDS, U0, V0,
                                 F, make_cityscapes, make_kitti_semantics, make_raw_drive, write_kitti_depth_png,
                                 write_png)
 from tests.conftest import REPO, SHARED, run_script, tiny_config
@@ -274,8 +274,13 @@ def test_kitti_raw_layout_velodyne_and_annotated_gt(tmp_path):
     kitti = get_loader("kitti")
     dataset = kitti(str(raw), "eigen/test", keys=DEPTH, layout="raw")
     assert [s["name"] for s in dataset.samples] == [f"{drive}/image_02/0000000002", f"{drive}/image_03/0000000000"]
-    assert_depth_points(dataset.load(0)["depth"], EXPECTED_IMAGE_02)
-    assert dataset.load(1)["depth"][20, 29] == pytest.approx(10.0)
+    assert_depth_points(dataset.load(0)["depth"], EXPECTED_IMAGE_02_EIGEN)
+    assert dataset.load(1)["depth"][19, 28] == pytest.approx(10.0)
+    camera_z = kitti(str(raw), "eigen/test", keys=DEPTH, layout="raw", gt="velodyne_camera_z")
+    assert_depth_points(camera_z.load(0)["depth"], EXPECTED_IMAGE_02)
+    assert camera_z.load(1)["depth"][20, 29] == pytest.approx(10.0)
+    with pytest.raises(PtsemsegError, match="gt='velodyne_z' .*closest: velodyne, velodyne_camera_z"):
+        kitti(str(raw), "eigen/test", keys=DEPTH, layout="raw", gt="velodyne_z")
     annotated = tmp_path / "annotated"
     values = np.zeros((KITTI_ROWS, KITTI_COLS), dtype=np.uint16)
     values[3, 4] = 512

@@ -13,9 +13,14 @@
 - `raw`: the raw-data root (`<date>/calib_*.txt`, `<date>/<drive>/...`) with monodepth2-style split lists
   (`<date>/<drive> <frame> <l|r>`, e.g. the Eigen `test_files.txt`) found at `split_file` with `{split}`
   replaced by the split name (default `splits/{split}_files.txt`, so split `eigen/test` reads monodepth2's
-  `splits/eigen/test_files.txt`); ground truth from the Velodyne scan projected into the image
-  (`gt: velodyne`) or from the annotated PNGs under `annotated_root` (`gt: annotated`, which also gives the
-  projected scan as `raw_depth`).
+  `splits/eigen/test_files.txt`). Ground truth (`gt`): `velodyne` (default), the frame's Velodyne scan projected
+  as the published Eigen tables compute it (monodepth2's export_gt_depth.py: Velodyne x at pixel round(u) − 1,
+  round(v) − 1; kitti_utils' `velodyne_x`); `velodyne_sfmlearner`, the same pixels storing camera z
+  (SfMLearner's and Semseg-MonoDepth's evaluation; `shifted_camera_z`); `velodyne_camera_z`, the scan's camera z
+  at pixel round(u), round(v) (`camera_z`); `annotated`, the PNGs under `annotated_root`, which also gives the
+  scan (`camera_z`) as `raw_depth`. With `gt: annotated`, `skip_unannotated: true` leaves out the listed frames
+  that have no annotated map (the Eigen test list keeps 652 of its 697 frames: monodepth2's eigen_benchmark
+  split) instead of failing.
 - `prepared`: the output of tools/kitti_prepare_depth.py (raw layout with resized images, 16-bit projected
   depth in `<date>/<drive>/proj_depth/image_0{2,3}/*.png`, intrinsics in `<date>/<drive>/K_0{2,3}.txt`,
   lists `<split>.txt`).
@@ -26,6 +31,7 @@ absolute.
 """
 import glob
 import os
+import warnings
 
 import numpy as np
 
@@ -38,7 +44,10 @@ from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, label_ids_to_train_i
 
 SECTION = "KITTI"
 LAYOUTS = ("semantics", "annotated", "raw", "prepared")
-GROUND_TRUTHS = ("velodyne", "annotated")
+# Ground truths of the raw layout -> the projection of the Velodyne scan (kitti_utils.VELODYNE_CONVENTIONS).
+VELODYNE_GROUND_TRUTHS = {"velodyne": "velodyne_x", "velodyne_sfmlearner": "shifted_camera_z",
+                          "velodyne_camera_z": "camera_z"}
+GROUND_TRUTHS = (*VELODYNE_GROUND_TRUTHS, "annotated")
 SEMANTICS_SPLITS = ("train", "val", "trainval")
 ANNOTATED_SPLITS = ("train", "val")
 DEFAULT_SPLIT_FILES = {"raw": "splits/{split}_files.txt", "prepared": "{split}.txt"}
@@ -87,11 +96,14 @@ class KITTI(DenseDataset):
     def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,
                  skip_bad=False, layout="semantics", raw_root="raw", annotated_root="data_depth_annotated",
                  velodyne_root="../data_depth_velodyne", split_file=None, gt="velodyne", cameras=CAMERAS,
-                 img_ext="png"):
+                 img_ext="png", skip_unannotated=False):
         super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
         self.require_keys(layout=layout, gt=gt)
         if gt not in GROUND_TRUTHS:
-            raise PtsemsegError(f"unknown KITTI ground truth gt='{gt}' (choose from {', '.join(GROUND_TRUTHS)})")
+            raise PtsemsegError(f"unknown KITTI ground truth gt='{gt}'{closest(str(gt), GROUND_TRUTHS)} "
+                                f"(choose from {', '.join(GROUND_TRUTHS)})")
+        if not isinstance(skip_unannotated, bool):
+            raise PtsemsegError(f"KITTI skip_unannotated must be true or false, got {skip_unannotated!r}")
         cameras = (cameras,) if isinstance(cameras, int) else tuple(cameras)
         if not set(cameras) <= set(CAMERAS):
             raise PtsemsegError(f"KITTI cameras must be among {list(CAMERAS)}, got {list(cameras)}")
@@ -100,6 +112,7 @@ class KITTI(DenseDataset):
         require_path(root, f"KITTI {layout} folder", SECTION)
         self.layout = layout
         self.gt = gt
+        self.skip_unannotated = skip_unannotated
         self.cameras = cameras
         self.img_ext = img_ext
         self.raw_root = self._under_root(raw_root)
@@ -174,6 +187,8 @@ class KITTI(DenseDataset):
                                                                                 frame.frame), ""),
                                           raw_depth=self._velodyne_path(frame))
                        for frame in frames]
+            if self.skip_unannotated and "depth" in self.keys:
+                samples = self._drop_unannotated(samples, list_path)
             self._check_exist(samples, "depth", self.annotated_root)
             self._check_exist(samples, "raw_depth", self.root)
         else:
@@ -181,6 +196,17 @@ class KITTI(DenseDataset):
             self._check_exist(samples, "depth", self.root)
         self._check_exist(samples, "image", self.root)
         return samples
+
+    def _drop_unannotated(self, samples, list_path):
+        """The samples that have an annotated depth map; says how many of the list were left out."""
+        kept = [sample for sample in samples if sample["depth"]]
+        if not kept:
+            raise PtsemsegError(f"none of the {len(samples)} frames of {list_path} has an annotated depth map "
+                                f"under {self.annotated_root}")
+        if len(kept) < len(samples):
+            warnings.warn(f"KITTI {self.split}: {len(samples) - len(kept)} of {len(samples)} listed frames have no "
+                          "annotated depth map and are left out (skip_unannotated)")
+        return kept
 
     def _velodyne_path(self, frame):
         return os.path.join(self.root, frame.drive_path, "velodyne_points", "data", f"{frame.file_stem}.bin")
@@ -244,7 +270,8 @@ class KITTI(DenseDataset):
                 continue
             source = record[key]
             if source.endswith(".bin"):
-                depth = velodyne_depth_map(source, self.calibrations[record["calibration"]])
+                convention = VELODYNE_GROUND_TRUTHS[self.gt] if key == "depth" else "camera_z"
+                depth = velodyne_depth_map(source, self.calibrations[record["calibration"]], convention=convention)
             else:
                 depth = read_depth_png(source)
             if depth.shape != image.shape[:2]:

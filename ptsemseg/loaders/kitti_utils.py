@@ -1,8 +1,19 @@
 """KITTI raw-data helpers: calibration files, Velodyne projection, split lists, static frames, OXTS speed.
 
-Conventions (KITTI devkit): a Velodyne point X (homogeneous, metres) lands in rectified camera c at
-P_rect_0c · R_rect_00 · Tr_velo_to_cam · X; pixel centres sit at integer coordinates, so a projected point
-belongs to the pixel round(u), round(v). Depth is the third component (distance along the optical axis).
+A Velodyne point X (homogeneous, metres) lands in rectified camera c at P_rect_0c · R_rect_00 · Tr_velo_to_cam · X
+= (u·w, v·w, w). Three projections into a depth map are in use (`VELODYNE_CONVENTIONS`):
+
+- `velodyne_x`, the Eigen ground truth of the published tables (monodepth2's export_gt_depth.py, i.e.
+  `generate_depth_map(calib_dir, velo_filename, cam=2, vel_depth=True)`): points with
+  Velodyne x ≥ 0 are kept, the stored depth is the Velodyne x (forward distance from the scanner, not the
+  camera's z), a point goes to pixel (column round(u) − 1, row round(v) − 1) (NumPy rounding, half to even; the
+  −1 follows the KITTI MATLAB code), and of several points on one pixel the nearest wins;
+- `shifted_camera_z`, the same code storing w instead (`vel_depth=False`: SfMLearner's evaluation, and
+  Semseg-MonoDepth's, whose README tables the seed projects show); a negative w is stored as 0;
+- `camera_z`: points with w > 0, depth w (along the camera's optical axis), pixel (round(u), round(v)) (pixel
+  centres at integer coordinates), nearest wins.
+
+On a real frame the Velodyne x is about 0.28 m larger than the camera z of the same point.
 """
 import functools
 import os
@@ -107,7 +118,8 @@ def scale_projection(matrix, from_size, to_size):
 
 
 def project_to_depth_map(points, velo_to_image, size):
-    """Sparse H×W float32 depth map (metres, 0 = no point) of Velodyne `points` seen through `velo_to_image`.
+    """Sparse H×W float32 camera-z depth map (metres, 0 = no point) of Velodyne `points` seen through
+    `velo_to_image` (the `camera_z` convention).
 
     Points behind the camera or outside the image are dropped; where several land on one pixel the nearest wins.
     """
@@ -129,13 +141,51 @@ def project_to_depth_map(points, velo_to_image, size):
     return depth_map.reshape(rows, cols)
 
 
-def velodyne_depth_map(bin_path, calibration, size=None):
-    """Project a Velodyne .bin into the calibrated camera, at its own size or rescaled to `size` (rows, cols)."""
+def project_eigen(points, velo_to_image, size, velodyne_x=True):
+    """Sparse H×W float32 map of `points` as the Eigen evaluation code projects them (`generate_depth_map`),
+    storing the Velodyne x (`velodyne_x` convention) or camera z (`shifted_camera_z`): see the module docstring.
+
+    That code keeps the nearest point of a pixel through a linear index row·(W − 1) + col − 1, which pixel
+    (r, W − 1) shares with (r + 1, 0): there the nearer of their points is written at the pixel of the first one
+    in scan order, the other pixel keeps its last point. Both columns lie outside the Garg and Eigen crops; the
+    map reproduces this exactly, so it equals monodepth2's exported `gt_depths.npz` everywhere.
+    """
+    rows, cols = size
+    points = points[points[:, 0] >= 0]
+    xyz1 = np.concatenate([points[:, :3].astype(np.float64), np.ones((len(points), 1))], axis=1)
+    projected = xyz1 @ np.asarray(velo_to_image, dtype=np.float64).T
+    with np.errstate(divide="ignore", invalid="ignore"):  # w = 0 gives inf or NaN: outside the image below
+        col = np.round(projected[:, 0] / projected[:, 2]) - 1
+        row = np.round(projected[:, 1] / projected[:, 2]) - 1
+    inside = (col >= 0) & (row >= 0) & (col < cols) & (row < rows)
+    value = points[inside, 0] if velodyne_x else projected[inside, 2].astype(np.float32)
+    col, row = col[inside].astype(np.int64), row[inside].astype(np.int64)
+    depth_map = np.zeros(rows * cols, dtype=np.float32)
+    pixel = row * cols + col
+    last = len(pixel) - 1 - np.unique(pixel[::-1], return_index=True)[1]
+    depth_map[pixel[last]] = value[last]
+    key = row * (cols - 1) + col - 1
+    order = np.argsort(key, kind="stable")
+    starts = np.flatnonzero(np.diff(key[order], prepend=-2))  # keys are ≥ −1
+    shared = np.diff(starts, append=len(key)) > 1
+    nearest = np.minimum.reduceat(value[order], starts) if len(key) else value
+    depth_map[pixel[order[starts[shared]]]] = nearest[shared]
+    return depth_map.clip(min=0).reshape(rows, cols)
+
+
+VELODYNE_CONVENTIONS = {"velodyne_x": functools.partial(project_eigen, velodyne_x=True),
+                        "shifted_camera_z": functools.partial(project_eigen, velodyne_x=False),
+                        "camera_z": project_to_depth_map}
+
+
+def velodyne_depth_map(bin_path, calibration, size=None, convention="camera_z"):
+    """Project a Velodyne .bin into the calibrated camera under one of `VELODYNE_CONVENTIONS`, at the camera's
+    own size or rescaled to `size` (rows, cols)."""
     matrix = calibration.velo_to_image
     size = tuple(size) if size is not None else calibration.size
     if size != calibration.size:
         matrix = scale_projection(matrix, calibration.size, size)
-    return project_to_depth_map(read_velodyne(bin_path), matrix, size)
+    return VELODYNE_CONVENTIONS[convention](read_velodyne(bin_path), matrix, size)
 
 
 @dataclass(frozen=True)

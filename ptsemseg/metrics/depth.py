@@ -1,9 +1,11 @@
 """Depth scores under the Eigen protocol: metrics per image, then the mean over images.
 
-Per image, the evaluated pixels are those with min_depth < gt < max_depth inside the crop. With
-`median_scaling` the prediction is first multiplied by median(gt) / median(pred) over those pixels
-(NumPy's median: the mean of the two middle values for an even count); the prediction is then clamped
-to [min_depth, max_depth]. With d = log pred − log gt:
+Per image, the evaluated pixels are those with min_depth < gt < max_depth (with `cap_gt: false` every gt > 0,
+as monodepth2 scores the annotated eigen_benchmark maps) inside the crop. With `median_scaling` the prediction
+is first multiplied by median(gt) / median(pred) over those pixels (NumPy's median: the mean of the two middle
+values for an even count); the prediction is then clamped to [min_depth, max_depth]. Median scaling also
+reports the per-image ratios as monodepth2 prints them: their median `ratio_median` and the standard
+deviation of ratio / median `ratio_std`, with their mean `ratio_mean`. With d = log pred − log gt:
 
 - abs_rel = mean |pred − gt| / gt, sq_rel = mean (pred − gt)² / gt
 - rmse = sqrt(mean (pred − gt)²), rmse_log = sqrt(mean d²), log10 = mean |log10 pred − log10 gt|
@@ -12,22 +14,59 @@ to [min_depth, max_depth]. With d = log pred − log gt:
 - delta_k = fraction of pixels with max(pred/gt, gt/pred) < 1.25^k, k = 1, 2, 3
 
 Images without any evaluated pixel are skipped (`n_images` counts the others).
+
+Crops (`CROPS`) are boxes of the ground truth's frame: `garg` (Garg et al. 2016; monodepth2's evaluation) and
+`eigen` (Eigen et al. 2014; monodepth's) as fractions of the height and width truncated to integers, as
+their code does; `nyu_eigen`, rows 45:471 and columns 41:601 of NYUv2's 480×640 frame (scaled, rounded down,
+for another size); `cityscapes`, the seed project's rows 5–80 % and columns 5–99 % (no ego-vehicle hood, no left
+border without stereo matches).
 """
 import math
+from dataclasses import dataclass
 
 import torch
 
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.metrics import METRICS
 
-# Crops as fractions (top, bottom, left, right) of the image height and width; bounds are truncated to
-# integers, as in the KITTI evaluation code that introduced them.
+@dataclass(frozen=True)
+class FractionCrop:
+    """A box given as fractions (top, bottom, left, right) of the frame, truncated to whole pixels."""
+
+    top: float
+    bottom: float
+    left: float
+    right: float
+
+    def bounds(self, height, width):
+        return (int(self.top * height), int(self.bottom * height), int(self.left * width), int(self.right * width))
+
+
+@dataclass(frozen=True)
+class PixelCrop:
+    """A box in pixels (top, bottom, left, right) of a frame of `size` (rows, cols), scaled to another size."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+    size: tuple
+
+    def bounds(self, height, width):
+        rows, cols = self.size
+        return (self.top * height // rows, self.bottom * height // rows, self.left * width // cols,
+                self.right * width // cols)
+
+
 CROPS = {
-    "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),  # Garg et al. (2016)
-    "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),  # Eigen et al. (2014)
+    "garg": FractionCrop(0.40810811, 0.99189189, 0.03594771, 0.96405229),
+    "eigen": FractionCrop(0.3324324, 0.91351351, 0.0359477, 0.96405229),
+    "nyu_eigen": PixelCrop(45, 471, 41, 601, size=(480, 640)),
+    "cityscapes": FractionCrop(0.05, 0.80, 0.05, 0.99),
 }
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3")
+RATIO_NAMES = ("ratio_median", "ratio_std", "ratio_mean")
 
 
 def crop_mask(height, width, crop, device):
@@ -35,8 +74,8 @@ def crop_mask(height, width, crop, device):
     mask = torch.zeros(height, width, dtype=torch.bool, device=device)
     if crop is None:
         return mask.fill_(True)
-    top, bottom, left, right = CROPS[crop]
-    mask[int(top * height):int(bottom * height), int(left * width):int(right * width)] = True
+    top, bottom, left, right = CROPS[crop].bounds(height, width)
+    mask[top:bottom, left:right] = True
     return mask
 
 
@@ -54,7 +93,7 @@ def masked_median(values, mask):
 class DepthMetrics:
     """Accumulates per-image depth metrics (see the module docstring for the exact conventions)."""
 
-    def __init__(self, min_depth=1e-3, max_depth=80.0, crop=None, median_scaling=False):
+    def __init__(self, min_depth=1e-3, max_depth=80.0, crop=None, median_scaling=False, cap_gt=True):
         if crop is not None and crop not in CROPS:
             raise PtsemsegError(f"depth crop must be one of {', '.join(CROPS)} or none, got {crop!r}")
         if not 0 < min_depth < max_depth:
@@ -63,12 +102,15 @@ class DepthMetrics:
         self.max_depth = float(max_depth)
         self.crop = crop
         self.median_scaling = median_scaling
+        self.cap_gt = cap_gt
         self.sums = torch.zeros(len(METRIC_NAMES), dtype=torch.float64)
         self.n_images = torch.zeros((), dtype=torch.int64)
+        self.ratios = torch.zeros(0, dtype=torch.float64)  # per image, with median scaling
 
     def reset(self):
         self.sums.zero_()
         self.n_images.zero_()
+        self.ratios = self.ratios.new_zeros(0)
 
     def update(self, pred, target):
         """Add a batch of predicted and ground-truth depths, N×1×H×W in metres (gt 0 = invalid)."""
@@ -76,12 +118,16 @@ class DepthMetrics:
             raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
         if self.sums.device != target.device:
             self.sums, self.n_images = self.sums.to(target.device), self.n_images.to(target.device)
+            self.ratios = self.ratios.to(target.device)
         gt = target.double()
         pred = pred.to(target.device).double()
-        valid = (gt > self.min_depth) & (gt < self.max_depth) & crop_mask(*gt.shape[-2:], self.crop, gt.device)
+        in_range = (gt > self.min_depth) & (gt < self.max_depth) if self.cap_gt else gt > 0
+        valid = in_range & crop_mask(*gt.shape[-2:], self.crop, gt.device)
         if self.median_scaling:
             ratio = masked_median(gt, valid) / masked_median(pred, valid)
-            pred = pred * torch.where(torch.isfinite(ratio), ratio, 1.0).view(-1, *[1] * (pred.dim() - 1))
+            finite = torch.isfinite(ratio)
+            self.ratios = torch.cat([self.ratios, ratio[finite]])
+            pred = pred * torch.where(finite, ratio, 1.0).view(-1, *[1] * (pred.dim() - 1))
         pred = pred.clamp(self.min_depth, self.max_depth)
         # Outside the evaluated pixels both are set to 1 so that every per-pixel term below is finite.
         gt = torch.where(valid, gt, 1.0)
@@ -108,14 +154,29 @@ class DepthMetrics:
         self.n_images += evaluated.sum()
 
     def state(self):
-        return {"sums": self.sums, "n_images": self.n_images}
+        """Sums and counts (to add up across processes) and the median-scaling ratios (to concatenate)."""
+        return {"sums": self.sums, "n_images": self.n_images, "ratios": self.ratios}
 
     def merge(self, state):
         self.sums += state["sums"].to(self.sums.device)
         self.n_images += state["n_images"].to(self.n_images.device)
+        self.ratios = torch.cat([self.ratios, state["ratios"].to(self.ratios.device)])
 
     def compute(self):
-        """The mean over evaluated images of each metric, and `n_images`; NaN metrics when no image counted."""
+        """The mean over evaluated images of each metric, and `n_images`; NaN metrics when no image counted.
+        With median scaling also the ratios' median, spread and mean (`RATIO_NAMES`)."""
         n_images = int(self.n_images)
         means = (self.sums.cpu() / n_images).tolist() if n_images else [math.nan] * len(METRIC_NAMES)
-        return {**dict(zip(METRIC_NAMES, means)), "n_images": n_images}
+        scores = {**dict(zip(METRIC_NAMES, means)), "n_images": n_images}
+        if self.median_scaling:
+            scores.update(zip(RATIO_NAMES, ratio_statistics(self.ratios.cpu())))
+        return scores
+
+
+def ratio_statistics(ratios):
+    """(median, std of ratio / median, mean) of median-scaling ratios as monodepth2 reports them (NumPy's median
+    and population std); NaN without ratios."""
+    if not len(ratios):
+        return (math.nan,) * 3
+    median = float(masked_median(ratios[None], torch.ones(1, len(ratios), dtype=torch.bool))[0])
+    return median, float((ratios / median).std(correction=0)), float(ratios.mean())

@@ -9,6 +9,7 @@ to these objects and never branch on a task's name.
 import numbers
 
 import numpy as np
+import torch
 
 from ptsemseg.errors import PtsemsegError, closest
 from ptsemseg.models.heads import DENSE, HeadSpec
@@ -46,6 +47,18 @@ class Task:
     def predict(self, output):
         """The prediction the metrics and pictures take from the head's output (float)."""
         return output
+
+    def resize_output(self, output, size, testing=None):
+        """The head's output at `size` (the target's rows, cols) for scoring: dense outputs bilinearly (logits,
+        metres), image-level ones as they are. `testing` is the config's `testing:` section."""
+        if output.dim() != 4 or tuple(output.shape[-2:]) == tuple(size):
+            return output
+        return torch.nn.functional.interpolate(output, size=tuple(size), mode="bilinear", align_corners=False)
+
+    def results_table(self, scores, testing=None):
+        """A table of this task's `scores` (names without the task prefix) in its field's usual form, printed by
+        the evaluation after the list of every score; empty when the list says it all."""
+        return ""
 
     def draw(self, target, prediction, size):
         """H×W'×3 uint8 pictures of one item's target and prediction, `size` = (H, W) of the input."""
