@@ -40,7 +40,8 @@ from ptsemseg.errors import PtsemsegError
 from ptsemseg.models import MODELS
 from ptsemseg.models._inputs import InputNorm, check_inputs
 from ptsemseg.models.heads import DENSE, IMAGE, dense_heads, image_heads, require_kinds
-from ptsemseg.models.vgg import VGG16_STAGES, vgg16_stage
+from ptsemseg.models.segnet import segnet_decoder, segnet_dense_heads
+from ptsemseg.models.vgg import VGG16_STAGES
 from ptsemseg.schema import key_spec
 
 SECOND_STREAM_KEYS = ("depth", "raw_depth", "hha")
@@ -105,18 +106,8 @@ class FuseNet(nn.Module):
             self.second_norm = self.second = None
         self.dropout = nn.Dropout(dropout)
 
-        # Decoder stage i undoes encoder stage i: its convs keep the stage's width and the last one narrows to the
-        # previous stage's width; the first stage's decoder keeps one conv and ends in the heads.
-        self.decoder = nn.ModuleList()
-        for number, channels in enumerate(VGG16_STAGES):
-            width = channels[-1]
-            out_channels = VGG16_STAGES[number - 1][-1] if number > 0 else width
-            n_convs = len(channels) if number > 0 else len(channels) - 1
-            self.decoder.append(vgg16_stage(width, [width] * (n_convs - 1) + [out_channels], batch_norm=True))
-        self.dense = nn.ModuleDict({
-            spec.name: nn.Sequential(nn.Conv2d(VGG16_STAGES[0][-1], spec.channels, 3, padding=1),
-                                     spec.make_activation())
-            for spec in dense_heads(heads)})
+        self.decoder = segnet_decoder()  # SegNet's, unpooling with the RGB stream's indices
+        self.dense = segnet_dense_heads(heads)
         self.image = nn.ModuleDict({spec.name: SceneHead(spec, scene_head, VGG16_STAGES[-1][-1], dropout)
                                     for spec in image_heads(heads)})
 

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.models.resnet import Bottleneck
 
-from ptsemseg.encoders.resnet import conv_bn_relu, resnet_backbone
+from ptsemseg.encoders.resnet import resnet_backbone
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.models import MODELS
+from ptsemseg.models._aspp import TorchSegASPP
 from ptsemseg.models._inputs import check_inputs
 from ptsemseg.models._utils import resize_to
 from ptsemseg.models.heads import DENSE, IMAGE, ImageHead, dense_heads, image_heads, require_kinds
@@ -154,29 +155,6 @@ def conv_bias_bn_relu(in_channels, out_channels):
                          nn.ReLU(inplace=True))
 
 
-class ASPP(nn.Module):
-    """ASPP of the reference: 1×1 and three atrous 3×3 convs (no bias) -> BN-ReLU -> 1×1 reduction, plus the
-    global average reduced the same way (1×1, BN, 1×1), added, then BN-ReLU."""
-
-    def __init__(self, in_channels, out_channels, rates, hidden_channels):
-        super().__init__()
-        self.branches = nn.ModuleList(
-            [nn.Conv2d(in_channels, hidden_channels, 1, bias=False)]
-            + [nn.Conv2d(in_channels, hidden_channels, 3, padding=rate, dilation=rate, bias=False) for rate in rates]
-        )
-        self.branches_bn = nn.BatchNorm2d(hidden_channels * len(self.branches))
-        self.reduce = nn.Conv2d(hidden_channels * len(self.branches), out_channels, 1, bias=False)
-        self.pool_conv = nn.Conv2d(in_channels, hidden_channels, 1, bias=False)
-        self.pool_bn = nn.BatchNorm2d(hidden_channels)
-        self.pool_reduce = nn.Conv2d(hidden_channels, out_channels, 1, bias=False)
-        self.out_bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x):
-        out = self.reduce(F.relu(self.branches_bn(torch.cat([branch(x) for branch in self.branches], dim=1))))
-        pooled = self.pool_reduce(self.pool_bn(self.pool_conv(x.mean(dim=(2, 3), keepdim=True))))
-        return F.relu(self.out_bn(out + pooled))
-
-
 class MergeModule(nn.Module):
     """res2, res3, res4 resized to the 1/8 map, each 3×3 conv-BN-ReLU'd, concatenated with the reduced res5 and
     merged by one more 3×3 conv-BN-ReLU."""
@@ -230,7 +208,7 @@ class Malleable25d(nn.Module):
         self.merge = MergeModule(skip_channels, width, width)
         self.task = task_module(width)
         self.embed = conv_bias_bn_relu(width * Bottleneck.expansion, width)
-        self.aspp = ASPP(width, width, ASPP_RATES, width // 2)
+        self.aspp = TorchSegASPP(width, width, ASPP_RATES, width // 2, nn.ReLU(), activate_pool=False)
         self.up_quarter = conv_bias_bn_relu(width, width // 2)
         self.up_half = conv_bias_bn_relu(width // 2, width // 4)
         dense = dense_heads(heads)

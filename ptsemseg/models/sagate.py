@@ -39,6 +39,7 @@ from ptsemseg.encoders import get_encoder
 from ptsemseg.encoders.resnet import DEEP_STEM_SUFFIX, RESNETS, conv_bn_relu, dilate_stage
 from ptsemseg.errors import PtsemsegError, closest
 from ptsemseg.models import MODELS
+from ptsemseg.models._aspp import TorchSegASPP
 from ptsemseg.models._inputs import InputNorm
 from ptsemseg.models.heads import DENSE, IMAGE, ImageHead, dense_heads, image_heads, require_kinds
 from ptsemseg.schema import key_spec
@@ -83,28 +84,6 @@ class SAGate(nn.Module):
         gates = torch.softmax(torch.cat([self.gate_rgb(recalibrated), self.gate_other(recalibrated)], dim=1), dim=1)
         merged = rgb * gates[:, :1] + other * gates[:, 1:]
         return F.relu((rgb + merged) / 2), F.relu((other + merged) / 2), merged
-
-
-class ASPP(nn.Module):
-    """The reference's ASPP: 1×1 and atrous 3×3 branches concatenated, BN + LeakyReLU, 1×1 projection, plus a
-    projected image-pooling branch, then BN + LeakyReLU."""
-
-    def __init__(self, in_channels, channels, rates):
-        super().__init__()
-        self.branches = nn.ModuleList([nn.Conv2d(in_channels, channels, 1, bias=False)] + [
-            nn.Conv2d(in_channels, channels, 3, padding=rate, dilation=rate, bias=False) for rate in rates])
-        self.branch_norm = nn.BatchNorm2d(channels * len(self.branches))
-        self.project = nn.Conv2d(channels * len(self.branches), channels, 1, bias=False)
-        self.pool_conv = nn.Conv2d(in_channels, channels, 1, bias=False)
-        self.pool_norm = nn.BatchNorm2d(channels)
-        self.pool_project = nn.Conv2d(channels, channels, 1, bias=False)
-        self.out_norm = nn.BatchNorm2d(channels)
-        self.activation = nn.LeakyReLU()
-
-    def forward(self, x):
-        out = self.project(self.activation(self.branch_norm(torch.cat([branch(x) for branch in self.branches], 1))))
-        pooled = self.activation(self.pool_norm(self.pool_conv(x.mean(dim=(2, 3), keepdim=True))))
-        return self.activation(self.out_norm(out + self.pool_project(pooled)))
 
 
 class Decoder(nn.Module):
@@ -186,7 +165,8 @@ class SAGateNet(nn.Module):
             else nn.ModuleList()
 
         dense = dense_heads(heads)
-        self.aspp = ASPP(channels[-1], 256, aspp_rates) if dense else None
+        self.aspp = (TorchSegASPP(channels[-1], 256, aspp_rates, 256, nn.LeakyReLU(), activate_pool=True)
+                     if dense else None)
         self.decoders = nn.ModuleDict({
             spec.name: Decoder(channels[0], 256, spec.channels, head_dropout(spec, dropout)) for spec in dense})
         self.aux_heads = nn.ModuleDict({

@@ -26,6 +26,26 @@ from ptsemseg.models.heads import DENSE, IMAGE, ImageHead, dense_heads, image_he
 from ptsemseg.models.vgg import VGG16_STAGES, vgg16_stage
 
 
+def segnet_decoder():
+    """Decoder stage i undoes encoder stage i (the stages listed from the first): its convs (conv-BN-ReLU) keep
+    the stage's width and the last one narrows to the previous stage's width; the first stage's decoder has one
+    conv fewer and ends in the heads (`segnet_dense_heads`)."""
+    decoder = nn.ModuleList()
+    for number, channels in enumerate(VGG16_STAGES):
+        width = channels[-1]
+        out_channels = VGG16_STAGES[number - 1][-1] if number > 0 else width
+        n_convs = len(channels) if number > 0 else len(channels) - 1
+        decoder.append(vgg16_stage(width, [width] * (n_convs - 1) + [out_channels], batch_norm=True))
+    return decoder
+
+
+def segnet_dense_heads(heads):
+    """One last 3×3 conv per dense head, from the decoder's 64 channels, with the head's output activation."""
+    return nn.ModuleDict({
+        spec.name: nn.Sequential(nn.Conv2d(VGG16_STAGES[0][-1], spec.channels, 3, padding=1), spec.make_activation())
+        for spec in dense_heads(heads)})
+
+
 class SegNet(nn.Module):
     """VGG16-BN encoder with pooling indices, mirrored max-unpooling decoder, a 3×3 conv per dense head."""
 
@@ -39,18 +59,8 @@ class SegNet(nn.Module):
         self.encoder = get_encoder("vgg16_bn", in_channels=in_channels, pretrained=pretrained)
         self.unpool = nn.MaxUnpool2d(2, stride=2)
 
-        # Decoder stage i undoes encoder stage i: its convs keep the stage's width and the last one narrows to the
-        # previous stage's width; the first stage's decoder ends in the heads instead.
-        self.decoder = nn.ModuleList()
-        for number, channels in enumerate(VGG16_STAGES):
-            width = channels[-1]
-            out_channels = VGG16_STAGES[number - 1][-1] if number > 0 else width
-            n_convs = len(channels) if number > 0 else len(channels) - 1
-            self.decoder.append(vgg16_stage(width, [width] * (n_convs - 1) + [out_channels], batch_norm=True))
-        self.dense = nn.ModuleDict({
-            spec.name: nn.Sequential(nn.Conv2d(VGG16_STAGES[0][-1], spec.channels, 3, padding=1),
-                                     spec.make_activation())
-            for spec in dense_heads(heads)})
+        self.decoder = segnet_decoder()
+        self.dense = segnet_dense_heads(heads)
         self.image = nn.ModuleDict({spec.name: ImageHead(self.encoder.out_channels[-1], spec)
                                     for spec in image_heads(heads)})
 
