@@ -9,6 +9,7 @@ import torch
 
 from ptsemseg.augmentations import get_composed_augmentations
 from ptsemseg.loaders import get_loader
+from ptsemseg.loaders.base import collate_by_size
 from ptsemseg.models import get_model, model_input_keys
 from ptsemseg.tasks import TASKS, parse_task_spec
 
@@ -47,9 +48,11 @@ def build_model(cfg, heads, device):
 
 
 def eval_loader(cfg, dataset, device):
-    """A deterministic loader over an evaluation split (one image per batch at native size)."""
+    """A deterministic loader over an evaluation split; each item is a list of batches, one per frame size
+    (`collate_by_size`). `training.val_batch_size` images per item, default the training batch size, or one
+    when the network runs at each frame's native size (`data.img_rows: same`)."""
     training = cfg["training"]
     batch_size = training["val_batch_size"] or (training["batch_size"] if cfg["data"]["img_rows"] != "same" else 1)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=training["n_workers"],
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
+        collate_fn=collate_by_size, pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))

@@ -157,21 +157,28 @@ def print_results_tables(scores, tasks, testing):
 
 
 def evaluate_main(description, split, argv=None):
-    """Evaluate a checkpoint on every task of its config over `data.<split>_split`; print (and save) the metrics."""
+    """Evaluate a checkpoint on every task of its config over `data.<split>_split`; print (and save) the metrics.
+
+    Tasks scored by a confusion matrix (seg, scene) also get it as CSV and PNG in `--out`, by default the
+    checkpoint's folder.
+    """
     parser = config_parser(description)
     parser.add_argument("--split", choices=("train", "val", "test"), default=split,
                         help=f"which data.<split>_split to evaluate (default: {split})")
     parser.add_argument("--model_path", help="checkpoint (default: testing.trained_model)")
     parser.add_argument("--out-json", dest="out_json", help="also write the metrics to this JSON file")
+    parser.add_argument("--out", help="folder for the confusion matrices (default: the checkpoint's folder)")
+    parser.add_argument("--measure-time", dest="measure_time", action="store_true",
+                        help="print the inference time per image (data loading and scoring excluded)")
     args = parser.parse_args(argv)
     if not args.config:
         parser.error("--config is required")
     from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, write_atomic
     from ptsemseg.config import load_config
-    from ptsemseg.rundir import check_output_file, json_safe
-    from ptsemseg.build import build_dataset, build_model, eval_loader, sample_keys
+    from ptsemseg.rundir import check_output_file, check_writable_dir, json_safe
+    from ptsemseg.build import build_model, eval_loader, sample_keys
     from ptsemseg.device import resolve_device, resolve_speed_modes
-    from ptsemseg.evaluation import evaluate
+    from ptsemseg.evaluation import InferenceTimer, accumulate, evaluation_dataset, save_confusion, scores_of
     from ptsemseg.tasks import TaskSet
 
     if args.out_json:
@@ -182,15 +189,31 @@ def evaluate_main(description, split, argv=None):
     state = load_checkpoint(model_path)
     device = resolve_device(cfg["training"]["device"])
     resolve_speed_modes(cfg["training"], device, cfg["model"]["arch"])
-    dataset = build_dataset(cfg, cfg["data"][split_key], sample_keys(cfg))
+    dataset = evaluation_dataset(cfg, cfg["data"][split_key], sample_keys(cfg))
     tasks = TaskSet(cfg["task"], dataset, cfg["training"]["best_metric"])
     check_compatible(state, model_path, cfg["model"]["arch"], tasks.meta())
+    out_dir = args.out or os.path.dirname(os.path.abspath(model_path))
+    with_confusion = [name for name, task in tasks.items() if "confusion" in task.metrics().state()]
+    if with_confusion:
+        check_writable_dir(out_dir, "--out")
     model = build_model(cfg, tasks.heads(), device)
     load_model_state(model, state, model_path)
-    scores, _, _ = evaluate(model, eval_loader(cfg, dataset, device), tasks, cfg, device, progress=True)
+    timer = InferenceTimer(device) if args.measure_time else None
+    metrics, _, _ = accumulate(model, eval_loader(cfg, dataset, device), tasks, cfg, device, progress=True,
+                               timer=timer)
+    scores = scores_of(metrics)
     print(f"{cfg['data']['dataset']} {cfg['data'][split_key]} ({len(dataset)} images), {model_path}")
     print(format_table(scores, {name: task.class_names for name, task in tasks.items()}))
     print_results_tables(scores, tasks, cfg["testing"])
+    if with_confusion:
+        os.makedirs(out_dir, exist_ok=True)
+    for name in with_confusion:
+        stem = os.path.join(out_dir, f"confusion_{name}_{args.split}")
+        title = f"{name} on {cfg['data']['dataset']} {cfg['data'][split_key]} (rows normalised)"
+        paths = save_confusion(metrics[name].state()["confusion"], tasks.tasks[name].class_names, stem, title)
+        print(f"confusion matrix of {name}: {', '.join(paths)}")
+    if timer:
+        print(timer.summary())
     if args.out_json:
         text = json.dumps(json_safe(scores), indent=2, allow_nan=False)
         write_atomic(args.out_json, lambda handle: handle.write(text.encode("utf-8")))

@@ -35,6 +35,8 @@ SCHEMA = {
         "protocol": "a preset of the keys below (train.py --list)", "cap_gt": "bool", "pred_disp": "bool",
         "trained_model": "checkpoint path", "min_depth": "float", "max_depth": "float",
         "crop": "none | garg | eigen | nyu_eigen | cityscapes", "median_scaling": "bool",
+        "mode": "whole | slide", "crop_size": "int or [rows, cols]", "stride": "int or [rows, cols]",
+        "scales": "list of numbers", "flip": "bool", "score_at": "native | input",
     },
 }
 
@@ -56,7 +58,9 @@ DEFAULTS = {
                  "checkpoint_minutes": 10, "val_batch_size": None, "best_metric": None, "aux_weights": None},
     "testing": {"protocol": None, "cap_gt": True, "pred_disp": False,
                 "trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
-                "median_scaling": False},
+                "median_scaling": False,
+                "mode": "whole", "crop_size": None, "stride": None, "scales": [1.0], "flip": False,
+                "score_at": "native"},
 }
 
 POSITIVE_INTS = ("train_iters", "batch_size", "val_interval", "print_interval", "checkpoint_interval",
@@ -340,6 +344,37 @@ def _validate_testing(path, testing):
     trained_model = testing.get("trained_model")
     if trained_model is not None and not isinstance(trained_model, str):
         _fail(path, "testing.trained_model", f"must be a checkpoint path, got {trained_model!r}")
+    _validate_inference(path, testing)
+
+
+def _validate_inference(path, testing):
+    """How the network is run and scored at test time (ptsemseg.inference, ptsemseg.evaluation)."""
+    mode = testing.get("mode")
+    if mode not in (None, "whole", "slide"):
+        _fail(path, "testing.mode", f"must be whole or slide, got {mode!r}")
+    sizes = {}
+    for key in ("crop_size", "stride"):
+        value = testing.get(key)
+        if value is None:
+            continue
+        pair = [value, value] if _is_int(value) else value
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_is_int(side) and side > 0 for side in pair)):
+            _fail(path, f"testing.{key}", f"must be a positive number of pixels or [rows, cols], got {value!r}")
+        sizes[key] = pair
+    if mode == "slide" and "crop_size" not in sizes:
+        _fail(path, "testing.crop_size", "needed with testing.mode slide (the window, e.g. [512, 1024])")
+    if "stride" in sizes and "crop_size" in sizes and any(s > c for s, c in zip(sizes["stride"], sizes["crop_size"])):
+        _fail(path, "testing.stride", f"must not exceed testing.crop_size (pixels between windows would be left out), "
+                                      f"got {testing['stride']!r} and {testing['crop_size']!r}")
+    scales = testing.get("scales")
+    if scales is not None and not (isinstance(scales, list) and scales
+                                   and all(_is_positive_number(scale) for scale in scales)):
+        _fail(path, "testing.scales", f"must be a list of positive numbers (e.g. [0.75, 1.0, 1.25]), got {scales!r}")
+    _check_bool(path, "testing.flip", testing.get("flip"))
+    score_at = testing.get("score_at")
+    if score_at not in (None, "native", "input"):
+        _fail(path, "testing.score_at", f"must be native (the target's resolution) or input (the network's), "
+                                        f"got {score_at!r}")
 
 
 def _apply_seed_keys(path, section, values):

@@ -9,6 +9,7 @@ import datetime
 import os
 import time
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -24,7 +25,7 @@ from ptsemseg.optimizers import get_optimizer
 from ptsemseg.rundir import RunDirLock, append_metrics, check_writable_dir, drop_metrics_after
 from ptsemseg.build import build_dataset, build_model, eval_loader, sample_keys, seed_everything
 from ptsemseg.device import autocast, resolve_device, resolve_speed_modes, to_device
-from ptsemseg.evaluation import evaluate
+from ptsemseg.evaluation import evaluate, evaluation_dataset
 from ptsemseg.schedulers import get_scheduler
 from ptsemseg.tasks import TaskSet
 from ptsemseg.visualize import image_grid
@@ -54,6 +55,11 @@ class ResumableSampler(torch.utils.data.Sampler):
             counter += 1
 
 
+# Widest validation picture written to TensorBoard: frames scored at native size (2048 wide for Cityscapes) are
+# shrunk to fit, so the event file does not grow by tens of megabytes at every validation.
+GRID_MAX_WIDTH = 2048
+
+
 def default_run_dir(config_path, prefix=""):
     """`runs/<config stem>/<prefix><date-time>`: a new directory for every run."""
     stem = os.path.splitext(os.path.basename(config_path))[0]
@@ -74,7 +80,7 @@ class Trainer:
 
         keys = sample_keys(cfg)
         self.train_set = build_dataset(cfg, cfg["data"]["train_split"], keys, augment=True)
-        self.val_set = build_dataset(cfg, cfg["data"]["val_split"], keys)
+        self.val_set = evaluation_dataset(cfg, cfg["data"]["val_split"], keys)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise PtsemsegError(f"empty dataset split: train has {len(self.train_set)}, val {len(self.val_set)} items")
         self.tasks = TaskSet(cfg["task"], self.train_set, training["best_metric"])
@@ -232,6 +238,9 @@ class Trainer:
             if isinstance(value, (int, float)):
                 writer.add_scalar(f"val/{name}", value, iteration)
         grid = image_grid(self.tasks, batch, predictions)
+        if grid.shape[1] > GRID_MAX_WIDTH:
+            scale = GRID_MAX_WIDTH / grid.shape[1]
+            grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         writer.add_image("val/input_truth_prediction", grid, iteration, dataformats="HWC")
         append_metrics(self.run_dir, {"iteration": iteration, **scores})
         summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))

@@ -92,6 +92,7 @@ class DenseDataset(torch.utils.data.Dataset):
     n_scene_classes = None
     scene_names = None
     given_keys = ("image", "label")
+    resizes_to_img_size = True
 
     @classmethod
     def keys_for(cls, split, **options):
@@ -128,10 +129,17 @@ class DenseDataset(torch.utils.data.Dataset):
     def load(self, index):
         raise NotImplementedError
 
+    def keep_native_size(self):
+        """From now on give every key at its native size, ignoring `img_size` (evaluation: targets are scored at
+        their own resolution, and ptsemseg.inference resizes the network's inputs). A dataset that renders its
+        samples at `img_size` (synthetic) has no other native size, so its samples do not change. Returns self."""
+        self.resizes_to_img_size = False
+        return self
+
     def __getitem__(self, key):
         index, aug_seed = key if isinstance(key, tuple) else (key, index_seed(key))
         sample = self._load_checked(index)
-        if self.img_size is not None:
+        if self.img_size is not None and self.resizes_to_img_size:
             sample = resize_sample(sample, self.img_size)
         if self.augmentations is not None:
             sample = self.augmentations(sample, np.random.default_rng(aug_seed))
@@ -147,6 +155,16 @@ class DenseDataset(torch.utils.data.Dataset):
                     raise
                 warnings.warn(f"skipping bad sample: {err}")
         raise PtsemsegError(f"no readable sample in {self.root} ({self.split})")
+
+
+def collate_by_size(samples):
+    """Collate a list of tensor samples into a list of batches, one per set of map shapes (in order of first
+    appearance): evaluation at native size meets frames of different sizes in one batch (KITTI, SUN RGB-D)."""
+    groups = {}
+    for sample in samples:
+        shapes = tuple((key, tuple(value.shape)) for key, value in sample.items() if key_spec(key).spatial)
+        groups.setdefault(shapes, []).append(sample)
+    return [torch.utils.data.default_collate(group) for group in groups.values()]
 
 
 def index_seed(index):
