@@ -84,19 +84,23 @@ def read_val_scores(run_dir):
     path = os.path.join(run_dir, METRICS_NAME)
     if not os.path.isfile(path):
         return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError:
+        raise PtsemsegError(f"{path} is not UTF-8 text") from None
     by_key = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                record = json.loads(line)
-                iteration = int(record["iteration"])
-            except (ValueError, KeyError, TypeError):
-                warnings.warn(f"{path} line {number} is not a metrics record: skipped")
-                continue
-            for key, value in record.items():
-                task, _, metric = key.partition("/")
-                if task in TASKS and metric in TASKS.get(task).metric_names:
-                    by_key.setdefault(f"val/{key}", {})[iteration] = math.nan if value is None else float(value)
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            iteration = int(record["iteration"])
+        except (ValueError, KeyError, TypeError):
+            warnings.warn(f"{path} line {number} is not a metrics record: skipped")
+            continue
+        for key, value in record.items():
+            task, _, metric = key.partition("/")
+            if task in TASKS and metric in TASKS.get(task).metric_names:
+                by_key.setdefault(f"val/{key}", {})[iteration] = math.nan if value is None else float(value)
     return {key: (sorted(points), [points[i] for i in sorted(points)]) for key, points in by_key.items()}
 
 

@@ -19,6 +19,7 @@ from ptsemseg.cli import guarded
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
 from tests.conftest import REPO
+from tests.miniature_datasets import make_cityscapes, make_kitti_semantics
 
 SEED_LIST = os.path.join(REPO, "configs", "benchmark", "seed_synthetic.txt")
 SEED_ARCHS = ("fcn8s", "segnet", "frrnA", "frrnB", "deeplab", "pspnet", "fcrn", "dispnet")
@@ -137,6 +138,36 @@ def test_repo_cityscapes_kitti_list_plans_the_ready_configs(tmp_path):
     assert [run.name for run in runs] == ["cityscapes/deeplab_seg", "kitti/deeplab_seg", "cityscapes/deeplab_depth",
                                           "kitti/deeplab_depth", "kitti/fcrn_depth", "kitti/fcrn_depth_eigen"]
     assert [run.run_dir for run in runs] == [os.path.join(str(tmp_path), run.name) for run in runs]
+
+
+def test_ready_cityscapes_and_kitti_configs_on_miniature_official_layouts(tmp_path):
+    """The README's way to run the real datasets: their ready configs in a list file with per-line overrides (data
+    roots; offline weights and a small backbone here), tables scored like each run's own validation."""
+    cityscapes, kitti = make_cityscapes(tmp_path / "cityscapes"), make_kitti_semantics(tmp_path / "data_semantics")
+    offline = "model.pretrained=none model.backbone=resnet18 'training.augmentations={_delete_: true, hflip: 0.5}'"
+    configs = os.path.join(REPO, "configs")
+    list_file = tmp_path / "real.txt"
+    list_file.write_text(
+        f"{configs}/cityscapes/deeplab_seg.yaml data.path={cityscapes} {offline}\n"
+        f"{configs}/kitti/deeplab_seg.yaml data.path={kitti} data.img_rows=8 data.img_cols=12 {offline}\n"
+        f"{configs}/cityscapes/deeplab_depth.yaml data.path={cityscapes} data.test_split=val data.img_rows=16 "
+        f"data.img_cols=32 {offline}\n")
+    out = tmp_path / "bench"
+    main([str(list_file), "--train", "--out", str(out), "--opts", "training.train_iters=2", "training.val_interval=2",
+          "training.batch_size=2", "training.n_workers=0", "training.device=cpu"])
+    tables = parse_markdown((out / "benchmark.md").read_text())
+    expected = {"Segmentation on cityscapes val set": ("cityscapes/deeplab_seg", "seg", "native"),
+                "Segmentation on kitti val set": ("kitti/deeplab_seg", "seg", "8*12"),
+                "Monocular depth estimation on cityscapes val set": ("cityscapes/deeplab_depth", "depth", "16*32")}
+    assert sorted(tables) == sorted(expected)
+    for title, (name, task, size) in expected.items():
+        header, _, rows = tables[title]
+        assert header == ["", "DeepLab v2"] and rows["resolution"] == [size] and rows["batch size"] == ["2"]
+        record = last_record(out / "runs" / name)
+        assert record["iteration"] == 2
+        for label, metric in SEED_METRIC_ROWS[task].items():
+            value = record[f"{task}/{metric}"]
+            assert rows[label] == [f"{100 * value:.1f}%" if task == "seg" else f"{value:.3f}"], (name, label)
 
 
 def test_resumes_a_stopped_run_keeps_a_finished_one_and_evaluates_a_trained_model(write_config, tmp_path):

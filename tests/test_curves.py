@@ -103,12 +103,15 @@ def test_torn_metrics_line_is_skipped_with_a_warning(tmp_path):
     (["empty"], "no run in it"),
     (["run", "--labels", "x", "y"], "--labels names 2 runs, but there are 1"),
     (["run", "--out", "nowhere/c.png"], "directory .* does not exist"),
+    (["binary"], "metrics.jsonl is not UTF-8 text"),
 ])
 def test_bad_input_fails_in_one_line(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     os.mkdir("empty")
     os.mkdir("run")
     (tmp_path / "run" / "metrics.jsonl").write_text('{"iteration": 1, "seg/mean_iou": 0.5}\n')
+    os.mkdir("binary")
+    (tmp_path / "binary" / "metrics.jsonl").write_bytes(b"\xff\xfe{}")
     with pytest.raises(PtsemsegError, match=message):
         main(args)
     assert not (tmp_path / "curves.png").exists()
