@@ -129,6 +129,35 @@ def test_scoring_at_the_input_size_loses_sparse_depth_points():
     assert int((hand_dataset(config(), keys=("image", "depth"))[0]["depth"] > 0).sum()) == 16
 
 
+class TwoColumnDepth(nn.Module):
+    """Depth 4 m in the left half and 8 m in the right half at the network's size, whatever the image."""
+
+    input_keys = ("image",)
+
+    def forward(self, image):
+        n, _, rows, cols = image.shape
+        depth = torch.full((n, 1, rows, cols), 4.0)
+        depth[..., cols // 2:] = 8.0
+        return {"depth": depth}
+
+
+def test_depth_predicted_as_disparity_is_resized_as_disparity():
+    """Network at 2×2, scored at native 8×8: with testing.pred_disp the disparity (1/4, 1/8) is interpolated and
+    inverted, so the blend between the halves is harmonic, not linear (column 4: 0.625 of the way from 4 to 8
+    is 6.5 m linearly, 1 / (0.25 - 0.625 · 0.125) = 5.818... m as disparity)."""
+    columns = {}
+    for pred_disp in (False, True):
+        cfg = config((2, 2), pred_disp=pred_disp)
+        dataset = hand_dataset(cfg, keys=("image", "depth"))
+        _, _, predictions = accumulate(TwoColumnDepth(), eval_loader(cfg, dataset, CPU), TaskSet("depth", dataset),
+                                       cfg, CPU)
+        columns[pred_disp] = predictions["depth"][0, 0, 0]
+    weight = 0.625  # bilinear, pixel centres: column 4 of 8 samples x = (4.5 / 4) - 0.5 of a 2-wide map
+    assert columns[False][4].item() == pytest.approx(4.0 + weight * 4.0)
+    assert columns[True][4].item() == pytest.approx(1.0 / (0.25 - weight * 0.125))
+    assert columns[True][0].item() == pytest.approx(4.0) and columns[True][7].item() == pytest.approx(8.0)
+
+
 def test_frames_of_different_sizes_share_a_loader():
     samples = [HandFrames(sizes=((8, 8), (6, 10), (8, 8)))[i] for i in range(3)]
     batches = collate_by_size(samples)
