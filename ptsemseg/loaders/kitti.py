@@ -138,7 +138,9 @@ class KITTI(DenseDataset):
             raise PtsemsegError(f"KITTI semantics split must be one of {', '.join(SEMANTICS_SPLITS)}, "
                                 f"got '{self.split}'")
         image_dir = require_path(os.path.join(self.root, "training", "image_2"), "KITTI semantics images", SECTION)
-        label_dir = require_path(os.path.join(self.root, "training", "semantic"), "KITTI semantic labels", SECTION)
+        label_dir = os.path.join(self.root, "training", "semantic")
+        if "label" in self.keys:
+            require_path(label_dir, "KITTI semantic labels", SECTION)
         names = [os.path.basename(path) for path in glob.glob(os.path.join(image_dir, "*.png"))]
         if not names:
             raise PtsemsegError(f"no KITTI semantics images (*.png) in {image_dir}")
@@ -182,7 +184,7 @@ class KITTI(DenseDataset):
             samples = [self._prepared_sample(frame) for frame in frames]
             self._check_exist(samples, "depth", self.root)
         elif self.gt == "annotated":
-            annotated = self._annotated_index()
+            annotated = self._annotated_index() if "depth" in self.keys else {}
             samples = [self._frame_sample(frame, self.root, depth=annotated.get((frame.drive, frame.camera,
                                                                                 frame.frame), ""),
                                           raw_depth=self._velodyne_path(frame))

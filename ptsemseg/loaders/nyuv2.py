@@ -266,10 +266,11 @@ class NYUv2(DenseDataset):
     def _init_mat(self):
         path = require_path(os.path.join(self.root, MAT_FILE), "NYUv2 labelled .mat file", SECTION)
         splits = require_path(os.path.join(self.root, SPLITS_FILE), "NYUv2 split file", SECTION)
-        mapping = require_path(os.path.join(self.root, MAPPING40_FILE), "NYUv2 40-class mapping", SECTION)
         self.indices = read_split_indices(splits, self.subset)
-        map_class, _ = read_class_mapping(mapping)
-        self.label_table = raw894_table(map_class, self.n_classes)
+        if "label" in self.keys:
+            mapping = require_path(os.path.join(self.root, MAPPING40_FILE), "NYUv2 40-class mapping", SECTION)
+            map_class, _ = read_class_mapping(mapping)
+            self.label_table = raw894_table(map_class, self.n_classes)
         self.mat = LazyH5(path)
         handle = self.mat.get()
         missing = [key for key in ("images", "depths", "rawDepths", "labels") if key not in handle]
