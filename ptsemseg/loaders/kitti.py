@@ -40,7 +40,7 @@ from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
 from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
 from ptsemseg.loaders.kitti_utils import CAMERAS, Frame, read_calibration, read_split_file, velodyne_depth_map
-from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, label_ids_to_train_ids
+from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_COLORS, label_ids_to_train_ids
 
 SECTION = "KITTI"
 LAYOUTS = ("semantics", "annotated", "raw", "prepared")
@@ -85,6 +85,7 @@ class KITTI(DenseDataset):
 
     n_classes = len(CITYSCAPES_CLASS_NAMES)
     class_names = CITYSCAPES_CLASS_NAMES
+    class_colors = CITYSCAPES_COLORS
 
     @classmethod
     def keys_for(cls, split, layout="semantics", gt="velodyne", **options):

@@ -201,6 +201,14 @@ class NYUv2(DenseDataset):
         return ("image", "depth", "label", "scene") if layout == "fusenet_h5" else cls.given_keys
 
     @classmethod
+    def class_names_for(cls, n_classes=None, label_set="auto", **options):
+        return NYU13_CLASS_NAMES if 13 in (n_classes, label_set) else NYU40_CLASS_NAMES
+
+    @classmethod
+    def camera(cls, **options):
+        return NYU_K, NYU_SIZE
+
+    @classmethod
     def input_only_keys(cls, split, layout="auto", **options):
         return {"depth": FUSENET_DEPTH} if layout == "fusenet_h5" else {}
 

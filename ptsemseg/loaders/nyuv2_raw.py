@@ -196,6 +196,10 @@ class NYUv2Raw(DenseDataset):
     scene_names = NYU_SCENE_CLASSES
     given_keys = ("image", "depth", "raw_depth", "scene")
 
+    @classmethod
+    def camera(cls, **options):
+        return NYU_K, KINECT_SIZE
+
     def __init__(self, root, split, keys=("image", "depth"), img_size=None, augmentations=None, img_norm=True,
                  skip_bad=False, frame_step=1):
         super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
