@@ -108,7 +108,7 @@ def seg_picture(image, label, palette, class_names=None, title=""):
         return f"{percent:.1f}%" if percent >= 0.1 else "<0.1%"
     handles = [Patch(facecolor=palette[ids[i]] / 255.0, edgecolor="black", linewidth=0.3,
                      label=f"{name(int(ids[i]))} {share(counts[i])}") for i in order]
-    legend_rows = -(-len(handles) // LEGEND_COLUMNS)
+    legend_rows = -(-len(handles) // LEGEND_COLUMNS) + (len(ids) > len(order))
     figure, axes = _two_panels(image.shape, extra_height=0.25 * legend_rows)
     colors = palette[label]
     axes[0].imshow(overlay(image, colors), interpolation="nearest")
@@ -116,9 +116,9 @@ def seg_picture(image, label, palette, class_names=None, title=""):
     axes[0].set_title("input with prediction", fontsize=9)
     axes[1].set_title("prediction", fontsize=9)
     if handles:
-        figure.legend(handles=handles, loc="outside lower center", ncol=LEGEND_COLUMNS, fontsize=8, frameon=False)
-    if len(ids) > len(order):
-        figure.text(0.5, 0.0, f"and {len(ids) - len(order)} smaller classes", ha="center", va="bottom", fontsize=7)
+        shown = f"the {len(order)} largest of {len(ids)} classes" if len(ids) > len(order) else None
+        figure.legend(handles=handles, loc="outside lower center", ncol=LEGEND_COLUMNS, fontsize=8, frameon=False,
+                      title=shown, title_fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
     return figure
