@@ -3,6 +3,9 @@ exactly the keys asked for, with the schema's dtypes and shapes, labels in range
 key survives resizing, every geometric augmentation and `to_tensor`; configs fail in one line when a needed key
 cannot be given."""
 import dataclasses
+import glob
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -140,6 +143,47 @@ def test_dataset_gives_the_keys_asked_for(name, tmp_path):
         alone = cls(root, case.split, keys=(key,), **case.options).load(0)
         assert set(alone) == {key, "meta"}, key
         np.testing.assert_array_equal(alone[key], samples[0][key], key)
+
+
+# Per case, the files of every key but `image` in its miniature tree (globs under the folder the case writes into),
+# removed to check that the images alone load, as for an unlabelled split (Cityscapes demoVideo or test).
+TARGET_FILES = {
+    "synthetic": (),  # rendered, no files
+    "cityscapes": ("cityscapes/gtFine", "cityscapes/disparity", "cityscapes/camera"),
+    "kitti_semantics": ("semantics/training/semantic",),
+    # The annotated maps list the frames of this layout; the Velodyne maps (raw_depth) are not needed for images.
+    "kitti_annotated": ("data_depth_velodyne",),
+    "kitti_raw_annotated_gt": ("data_depth_annotated", "raw/*/*/velodyne_points"),
+    "nyuv2_mat": ("classMapping40.mat",),  # depth and labels share the .mat file with the images
+    "nyuv2_fusenet_h5": (),  # one h5 file holds images, depth and labels
+    "sunrgbd": ("SUNRGBD/**/depth", "SUNRGBD/**/depth_bfx", "SUNRGBD/**/scene.txt", "sunrgbd_train_test_labels",
+                "SUNRGBDtoolbox"),
+    "nyuv2_folder_13_classes": ("Depth", "RawDepth", "Label", "scenes.txt"),
+    "nyuv2_raw": ("*/d-*.pgm",),
+    "ade20k": ("annotations",),
+}
+
+
+def test_every_case_names_its_target_files():
+    assert sorted(TARGET_FILES) == sorted(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_images_load_alone_from_a_tree_without_targets(name, tmp_path):
+    case = CASES[name]
+    root = case.write(tmp_path)
+    for pattern in TARGET_FILES[name]:
+        paths = glob.glob(str(tmp_path / pattern), recursive=True)
+        assert paths, pattern
+        for path in paths:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    dataset = DATASETS.get(case.dataset)(str(root) if root else None, case.split, keys=("image",), **case.options)
+    assert len(dataset) >= 1
+    for index in range(min(len(dataset), 2)):
+        sample = dataset.load(index)
+        assert set(sample) == {"image", "meta"}
+        check_numpy_sample(sample, dataset, case)
+    assert dataset[0]["image"].dtype == torch.float32
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

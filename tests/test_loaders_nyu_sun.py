@@ -338,6 +338,18 @@ def test_sun_folder_layout_with_real_frame(tmp_path):
         get_loader("sunrgbd")(str(tmp_path), "test", keys=("image", "hha")).load(0)
 
 
+def test_sun_folder_layout_gives_images_without_depth_and_label_files(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    (tmp_path / "image" / "test").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "image" / "test" / "img-000001.png"), image[..., ::-1])
+    (tmp_path / "test37.txt").write_text(
+        "image/test/img-000001.png depth/test/00000001.png label37/test/00000001.png\n")
+    sample = get_loader("sunrgbd")(str(tmp_path), "test", keys=("image",)).load(0)
+    assert set(sample) == {"image", "meta"} and np.array_equal(sample["image"], image)
+    with pytest.raises(PtsemsegError, match="first listed frame not found: expected .*depth/test/00000001.png"):
+        get_loader("sunrgbd")(str(tmp_path), "test", keys=("image", "depth"))
+
+
 def test_real_sun_lists_5285_5050():
     train = read_list(real("sunrgbd/meta/sunrgbd_training_images.txt"))
     test = read_list(real("sunrgbd/meta/sunrgbd_testing_images.txt"))

@@ -89,6 +89,7 @@ class DenseDataset(torch.utils.data.Dataset):
 
     n_classes = None
     class_names = None
+    class_colors = None  # n_classes×3 uint8 RGB where the dataset has an official palette
     n_scene_classes = None
     scene_names = None
     given_keys = ("image", "label")
@@ -98,6 +99,18 @@ class DenseDataset(torch.utils.data.Dataset):
     def keys_for(cls, split, **options):
         """The keys this dataset can give for `split` with these options, decided without reading a file."""
         return tuple(cls.given_keys)
+
+    @classmethod
+    def class_names_for(cls, **options):
+        """The class names the dataset gives with these options, decided without reading a file (prediction on a
+        user's images needs no copy of the dataset)."""
+        return cls.class_names
+
+    @classmethod
+    def camera(cls, **options):
+        """(K, (rows, cols)): the intrinsics shared by every frame and the size they hold for, or None where frames
+        carry their own; what images given without intrinsics are assumed to come from (predict.py)."""
+        return None
 
     @classmethod
     def input_only_keys(cls, split, **options):

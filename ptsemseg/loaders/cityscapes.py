@@ -25,7 +25,7 @@ from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
 from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
-from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, label_ids_to_train_ids
+from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_COLORS, label_ids_to_train_ids
 
 SECTION = "Cityscapes"
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -74,6 +74,7 @@ class Cityscapes(DenseDataset):
 
     n_classes = len(CITYSCAPES_CLASS_NAMES)
     class_names = CITYSCAPES_CLASS_NAMES
+    class_colors = CITYSCAPES_COLORS
     given_keys = ("image", "label", "depth")
 
     def __init__(self, root, split, keys=("image", "label"), img_size=None, augmentations=None, img_norm=True,

@@ -40,7 +40,7 @@ from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
 from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
 from ptsemseg.loaders.kitti_utils import CAMERAS, Frame, read_calibration, read_split_file, velodyne_depth_map
-from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, label_ids_to_train_ids
+from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_COLORS, label_ids_to_train_ids
 
 SECTION = "KITTI"
 LAYOUTS = ("semantics", "annotated", "raw", "prepared")
@@ -85,6 +85,7 @@ class KITTI(DenseDataset):
 
     n_classes = len(CITYSCAPES_CLASS_NAMES)
     class_names = CITYSCAPES_CLASS_NAMES
+    class_colors = CITYSCAPES_COLORS
 
     @classmethod
     def keys_for(cls, split, layout="semantics", gt="velodyne", **options):
@@ -138,7 +139,9 @@ class KITTI(DenseDataset):
             raise PtsemsegError(f"KITTI semantics split must be one of {', '.join(SEMANTICS_SPLITS)}, "
                                 f"got '{self.split}'")
         image_dir = require_path(os.path.join(self.root, "training", "image_2"), "KITTI semantics images", SECTION)
-        label_dir = require_path(os.path.join(self.root, "training", "semantic"), "KITTI semantic labels", SECTION)
+        label_dir = os.path.join(self.root, "training", "semantic")
+        if "label" in self.keys:
+            require_path(label_dir, "KITTI semantic labels", SECTION)
         names = [os.path.basename(path) for path in glob.glob(os.path.join(image_dir, "*.png"))]
         if not names:
             raise PtsemsegError(f"no KITTI semantics images (*.png) in {image_dir}")
@@ -182,7 +185,7 @@ class KITTI(DenseDataset):
             samples = [self._prepared_sample(frame) for frame in frames]
             self._check_exist(samples, "depth", self.root)
         elif self.gt == "annotated":
-            annotated = self._annotated_index()
+            annotated = self._annotated_index() if "depth" in self.keys else {}
             samples = [self._frame_sample(frame, self.root, depth=annotated.get((frame.drive, frame.camera,
                                                                                 frame.frame), ""),
                                           raw_depth=self._velodyne_path(frame))

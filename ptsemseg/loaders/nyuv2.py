@@ -201,6 +201,14 @@ class NYUv2(DenseDataset):
         return ("image", "depth", "label", "scene") if layout == "fusenet_h5" else cls.given_keys
 
     @classmethod
+    def class_names_for(cls, n_classes=None, label_set="auto", **options):
+        return NYU13_CLASS_NAMES if 13 in (n_classes, label_set) else NYU40_CLASS_NAMES
+
+    @classmethod
+    def camera(cls, **options):
+        return NYU_K, NYU_SIZE
+
+    @classmethod
     def input_only_keys(cls, split, layout="auto", **options):
         return {"depth": FUSENET_DEPTH} if layout == "fusenet_h5" else {}
 
@@ -266,10 +274,11 @@ class NYUv2(DenseDataset):
     def _init_mat(self):
         path = require_path(os.path.join(self.root, MAT_FILE), "NYUv2 labelled .mat file", SECTION)
         splits = require_path(os.path.join(self.root, SPLITS_FILE), "NYUv2 split file", SECTION)
-        mapping = require_path(os.path.join(self.root, MAPPING40_FILE), "NYUv2 40-class mapping", SECTION)
         self.indices = read_split_indices(splits, self.subset)
-        map_class, _ = read_class_mapping(mapping)
-        self.label_table = raw894_table(map_class, self.n_classes)
+        if "label" in self.keys:
+            mapping = require_path(os.path.join(self.root, MAPPING40_FILE), "NYUv2 40-class mapping", SECTION)
+            map_class, _ = read_class_mapping(mapping)
+            self.label_table = raw894_table(map_class, self.n_classes)
         self.mat = LazyH5(path)
         handle = self.mat.get()
         missing = [key for key in ("images", "depths", "rawDepths", "labels") if key not in handle]

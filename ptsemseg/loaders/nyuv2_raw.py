@@ -11,7 +11,8 @@ the NYU toolbox does, for depth training on the ~400k unlabelled frames.
 - `a-<host time>-<device ticks>.dump` (accelerometer state) and `INDEX.txt` (the file names in capture order) are
   not read: the names carry the times.
 
-Pairing (toolbox get_synched_frames.m): every depth frame is kept, with the colour frame nearest in host time.
+Pairing (toolbox get_synched_frames.m): every depth frame is kept, with the colour frame nearest in host time. A
+scene folder without depth frames (colour alone) gives every colour frame when only `image` (and `scene`) is asked.
 Depth (project_depth_map.m, depth_rel2depth_abs.m, camera_params.m): the disparity is undistorted with the depth
 camera's model; values below 600 and pixels touched by a 2047 become invalid; metres = 351.3 / (1092.5 − disparity),
 capped at 10 m; every point moves into the colour camera (rotation, translation, both intrinsics) and lands on its
@@ -84,11 +85,15 @@ def nearest_earlier_or_later(times, queries):
     return np.searchsorted(times, times[nearest], side="right") - 1
 
 
-def synched_frames(folder):
-    """[(depth file, colour file)] of a scene folder in time order: every depth frame with the nearest colour frame."""
+def synched_frames(folder, need_depth=True):
+    """[(depth file, colour file)] of a scene folder in time order: every depth frame with the nearest colour frame.
+
+    A folder without depth frames gives, when no depth is needed, every colour frame alone (depth file None)."""
     names = os.listdir(folder)
     depth = sorted((frame_time(name, folder), name) for name in names if name.startswith("d-"))
     rgb = sorted((frame_time(name, folder), name) for name in names if name.startswith("r-"))
+    if rgb and not depth and not need_depth:
+        return [(None, name) for _, name in rgb]
     if not depth or not rgb:
         raise PtsemsegError(f"{folder} holds {len(depth)} d-*.pgm depth and {len(rgb)} r-*.ppm colour frames: "
                             f"not a NYUv2 raw scene folder? (see README.md#datasets, section '{SECTION}')")
@@ -191,6 +196,10 @@ class NYUv2Raw(DenseDataset):
     scene_names = NYU_SCENE_CLASSES
     given_keys = ("image", "depth", "raw_depth", "scene")
 
+    @classmethod
+    def camera(cls, **options):
+        return NYU_K, KINECT_SIZE
+
     def __init__(self, root, split, keys=("image", "depth"), img_size=None, augmentations=None, img_norm=True,
                  skip_bad=False, frame_step=1):
         super().__init__(root, split, keys, img_size, augmentations, img_norm, skip_bad)
@@ -210,9 +219,10 @@ class NYUv2Raw(DenseDataset):
         if not scenes:
             raise PtsemsegError(f"{list_path} lists no scene folders")
         self.frames = []
+        need_depth = bool({"depth", "raw_depth"} & set(self.keys))
         for scene in scenes:
             folder = require_path(os.path.join(root, scene), f"scene folder listed in {list_path}", SECTION)
-            self.frames += [(scene, depth, rgb) for depth, rgb in synched_frames(folder)[::frame_step]]
+            self.frames += [(scene, depth, rgb) for depth, rgb in synched_frames(folder, need_depth)[::frame_step]]
 
     def __len__(self):
         return len(self.frames)
@@ -221,7 +231,8 @@ class NYUv2Raw(DenseDataset):
         scene, depth_name, rgb_name = self.frames[index]
         folder = os.path.join(self.root, scene)
         sample = {"image": undistort_rgb(read_kinect_rgb(os.path.join(folder, rgb_name))),
-                  "meta": {"name": f"{scene}/{depth_name[:-len('.pgm')]}", "index": index, "K": NYU_K.copy()}}
+                  "meta": {"name": f"{scene}/{os.path.splitext(depth_name or rgb_name)[0]}", "index": index,
+                           "K": NYU_K.copy()}}
         if "depth" in self.keys or "raw_depth" in self.keys:
             depth = register_depth(read_kinect_disparity(os.path.join(folder, depth_name)))
             sample["depth"], sample["raw_depth"] = depth, depth.copy()

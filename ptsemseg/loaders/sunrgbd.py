@@ -315,8 +315,9 @@ class SUNRGBD(DenseDataset):
         if bad or not self.entries:
             raise PtsemsegError(f"{list_path}: every line must hold 'image depth label' paths"
                                 + (f", got {' '.join(bad[0])!r}" if bad else " (the file is empty)"))
-        for path in self.entries[0]:
-            require_path(os.path.join(self.root, path), "SUN RGB-D file of the first listed frame", SECTION)
+        for key, path in zip(("image", "depth", "label"), self.entries[0]):
+            if key == "image" or key in self.keys:
+                require_path(os.path.join(self.root, path), "SUN RGB-D file of the first listed frame", SECTION)
 
     def _load_folder(self, index):
         image_rel, depth_rel, label_rel = self.entries[index]

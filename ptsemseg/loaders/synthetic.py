@@ -530,6 +530,10 @@ class Synthetic(DenseDataset):
     given_keys = ("image", "depth", "label", "scene", "normals", "hha")
 
     @classmethod
+    def camera(cls, native_size=(240, 320), **options):
+        return intrinsics(native_size, native_size), tuple(native_size)
+
+    @classmethod
     def keys_for(cls, split, holes=0.0, depth_noise=0.0, **options):
         def positive(value):
             return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

@@ -18,6 +18,7 @@ class SegTask(Task):
     def __init__(self, dataset):
         super().__init__(dataset)
         self.class_names = getattr(dataset, "class_names", None)
+        self.palette = label_palette(self.channels, getattr(dataset, "class_colors", None))
 
     @classmethod
     def channels_of(cls, dataset):
@@ -32,5 +33,4 @@ class SegTask(Task):
         return output.argmax(1)
 
     def draw(self, target, prediction, size):
-        palette = label_palette(self.channels)
-        return np.concatenate([palette[target.cpu().numpy()], palette[prediction.cpu().numpy()]], axis=1)
+        return np.concatenate([self.palette[target.cpu().numpy()], self.palette[prediction.cpu().numpy()]], axis=1)
