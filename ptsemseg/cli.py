@@ -235,7 +235,7 @@ def evaluate_main(description, split, argv=None):
     if with_confusion:
         check_writable_dir(out_dir, "--out")
     model = build_model(cfg, tasks.heads(), device)
-    load_model_state(model, state, model_path, key=f"{weights}_state")
+    load_model_state(model, state, model_path, entry=f"{weights}_state")
     timer = InferenceTimer(device) if args.measure_time else None
     metrics, _, _ = accumulate(model, eval_loader(cfg, dataset, device), tasks, cfg, device, progress=True,
                                timer=timer)
