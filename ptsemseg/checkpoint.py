@@ -95,9 +95,10 @@ def check_compatible(state, path, arch, tasks):
         raise PtsemsegError(f"checkpoint {path} was trained for {show(trained)}, this config needs {show(tasks)}")
 
 
-def load_model_state(model, state, path):
-    """Load weights, naming the first mismatching tensor when shapes or keys differ (e.g. other class count)."""
-    weights = strip_module_prefix(state["model_state"])
+def load_model_state(model, state, path, entry="model_state"):
+    """Load the weights of `entry` (`ema_state`: the EMA weights), naming the first mismatching tensor when shapes or
+    keys differ (e.g. other class count)."""
+    weights = strip_module_prefix(state[entry])
     own = model.state_dict()
     missing = [key for key in own if key not in weights]
     unexpected = [key for key in weights if key not in own]

@@ -45,7 +45,8 @@ def guarded(main):
         main()
     except PtsemsegError as err:
         _close_progress_bars()
-        print(f"error: {error_message(err)}", file=sys.stderr)
+        if not getattr(err, "silent", False):  # another process of a distributed run prints it
+            print(f"error: {error_message(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         _close_progress_bars()
@@ -94,15 +95,46 @@ def train_main(argv=None):
         return
     if not args.config:
         parser.error("--config is required")
+    from ptsemseg.distributed import PeerFailure, close_processes, init_processes, lost_peer
+
+    processes = init_processes()  # one process, or one of those torchrun / srun started
+    try:
+        try:
+            train_processes(args, processes)
+        except Exception as err:
+            if processes.enabled and lost_peer(err):  # its own message is above; this one only says why it ends
+                raise PtsemsegError(f"{'rank 0 ' if processes.is_main else ''}stopped: another process of the run "
+                                    f"ended ({type(err).__name__})") from None
+            raise
+    except PtsemsegError as err:
+        close_processes(processes)
+        if processes.is_main or getattr(err, "silent", False):
+            raise
+        # Rank 0's progress bar holds the shared terminal's current line: this message takes a line of its own.
+        print(f"\nerror: rank {processes.rank}: {error_message(err)}", file=sys.stderr)
+        raise PeerFailure() from None
+    close_processes(processes)
+
+
+def train_processes(args, processes):
+    """Train in this process, alone or as one of `processes`: every rank checks the config and builds the run, and
+    when any fails rank 0 prints its one line (ptsemseg.distributed.Processes.agree)."""
     from ptsemseg.config import load_config
-    from ptsemseg.trainer import Trainer
+    from ptsemseg.trainer import Trainer, default_run_dir
 
     if args.sweep:
+        processes.raise_first("--sweep trains its runs one after another: launch it as one process (no torchrun)"
+                              if processes.enabled else None)
         sweep_main(args)
         return
-    cfg = load_config(args.config, args.opts)
-    trainer = Trainer(cfg, args.config)
-    print(f"run directory: {trainer.run_dir}")
+    if not processes.is_main:
+        warnings.simplefilter("ignore")  # rank 0 alone reports
+    cfg = processes.agree(lambda: load_config(args.config, args.opts))
+    if processes.enabled and not (cfg["training"]["out_dir"] or cfg["training"]["resume"]):
+        cfg["training"]["out_dir"] = processes.broadcast(default_run_dir(args.config))
+    trainer = processes.agree(lambda: Trainer(cfg, args.config, processes))
+    if processes.is_main:
+        print(f"run directory: {trainer.run_dir}")
     trainer.run()
 
 
@@ -170,6 +202,9 @@ def evaluate_main(description, split, argv=None):
     parser.add_argument("--out", help="folder for the confusion matrices (default: the checkpoint's folder)")
     parser.add_argument("--measure-time", dest="measure_time", action="store_true",
                         help="print the inference time per image (data loading and scoring excluded)")
+    parser.add_argument("--weights", choices=("ema", "model"),
+                        help="the checkpoint's EMA weights (training.ema; the default when it has them) or the "
+                             "trained model's")
     args = parser.parse_args(argv)
     if not args.config:
         parser.error("--config is required")
@@ -192,17 +227,21 @@ def evaluate_main(description, split, argv=None):
     dataset = evaluation_dataset(cfg, cfg["data"][split_key], sample_keys(cfg))
     tasks = TaskSet(cfg["task"], dataset, cfg["training"]["best_metric"])
     check_compatible(state, model_path, cfg["model"]["arch"], tasks.meta())
+    weights = args.weights or ("ema" if state.get("ema_state") is not None else "model")
+    if weights == "ema" and state.get("ema_state") is None:
+        raise PtsemsegError(f"checkpoint {model_path} has no EMA weights (its run had no training.ema)")
     out_dir = args.out or os.path.dirname(os.path.abspath(model_path))
     with_confusion = [name for name, task in tasks.items() if "confusion" in task.metrics().state()]
     if with_confusion:
         check_writable_dir(out_dir, "--out")
     model = build_model(cfg, tasks.heads(), device)
-    load_model_state(model, state, model_path)
+    load_model_state(model, state, model_path, entry=f"{weights}_state")
     timer = InferenceTimer(device) if args.measure_time else None
     metrics, _, _ = accumulate(model, eval_loader(cfg, dataset, device), tasks, cfg, device, progress=True,
                                timer=timer)
     scores = scores_of(metrics)
-    print(f"{cfg['data']['dataset']} {cfg['data'][split_key]} ({len(dataset)} images), {model_path}")
+    print(f"{cfg['data']['dataset']} {cfg['data'][split_key]} ({len(dataset)} images), {model_path}"
+          + (" (EMA weights)" if weights == "ema" else ""))
     print(format_table(scores, {name: task.class_names for name, task in tasks.items()}))
     print_results_tables(scores, tasks, cfg["testing"])
     if with_confusion:

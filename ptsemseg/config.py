@@ -30,6 +30,8 @@ SCHEMA = {
         "amp": "auto | false | bf16 | fp16", "channels_last": "auto | bool", "device": "auto | cpu | cuda",
         "checkpoint_interval": "int", "checkpoint_minutes": "number", "val_batch_size": "int",
         "best_metric": "<task>/<metric>", "aux_weights": "mapping of <task>/<output> to weights",
+        "sync_bn": "auto | true | false", "accumulate": "int", "ema": "{decay, start_iter}", "compile": "bool",
+        "grad_clip": "max gradient norm",
     },
     "testing": {
         "protocol": "a preset of the keys below (train.py --list)", "cap_gt": "bool", "pred_disp": "bool",
@@ -55,7 +57,8 @@ DEFAULTS = {
                  "print_interval": 50, "optimizer": None, "loss": None, "lr_schedule": None,
                  "augmentations": None, "resume": None, "out_dir": None, "amp": "auto",
                  "channels_last": "auto", "device": "auto", "checkpoint_interval": None,
-                 "checkpoint_minutes": 10, "val_batch_size": None, "best_metric": None, "aux_weights": None},
+                 "checkpoint_minutes": 10, "val_batch_size": None, "best_metric": None, "aux_weights": None,
+                 "sync_bn": "auto", "accumulate": 1, "ema": None, "compile": False, "grad_clip": None},
     "testing": {"protocol": None, "cap_gt": True, "pred_disp": False,
                 "trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
                 "median_scaling": False,
@@ -64,7 +67,7 @@ DEFAULTS = {
 }
 
 POSITIVE_INTS = ("train_iters", "batch_size", "val_interval", "print_interval", "checkpoint_interval",
-                 "val_batch_size")
+                 "val_batch_size", "accumulate")
 
 # Largest image side accepted: far above any dataset's native size, below OpenCV's 32767-pixel warp limit.
 MAX_SIDE = 16384
@@ -308,6 +311,7 @@ def validate(cfg, path):
         _fail(path, "training.channels_last", f"must be auto, true or false, got {training['channels_last']!r}")
     if training.get("device") not in (None, "auto", "cpu", "cuda"):
         _fail(path, "training.device", f"must be auto, cpu or cuda, got {training['device']!r}")
+    _validate_scaling(path, training)
     _validate_testing(path, cfg.get("testing") or {})
 
 
@@ -322,6 +326,28 @@ def _is_positive_number(value):
 def _check_bool(path, key, value):
     if value is not None and not isinstance(value, bool):
         _fail(path, key, f"must be true or false, got {value!r}")
+
+
+def _validate_scaling(path, training):
+    """The keys of training at scale: SyncBN, gradient accumulation, EMA, torch.compile and gradient clipping."""
+    if training.get("sync_bn") not in (None, True, False, "auto"):
+        _fail(path, "training.sync_bn", f"must be auto, true or false, got {training['sync_bn']!r}")
+    _check_bool(path, "training.compile", training.get("compile"))
+    grad_clip = training.get("grad_clip")
+    if grad_clip is not None and not _is_positive_number(grad_clip):
+        _fail(path, "training.grad_clip", f"must be a positive number (the largest gradient norm), got {grad_clip!r}")
+    ema = training.get("ema")
+    if ema is None:
+        return
+    if not isinstance(ema, dict) or "decay" not in ema:
+        _fail(path, "training.ema", f"must be a mapping with a decay (and optionally start_iter), got {ema!r}")
+    for key in ema:
+        if key not in ("decay", "start_iter"):
+            _fail(path, f"training.ema.{key}", f"unknown key{closest(key, ('decay', 'start_iter'))}")
+    if not (_is_positive_number(ema["decay"]) and ema["decay"] < 1):
+        _fail(path, "training.ema.decay", f"must lie between 0 and 1 (e.g. 0.999), got {ema['decay']!r}")
+    if not (_is_int(ema.get("start_iter", 0)) and ema.get("start_iter", 0) >= 0):
+        _fail(path, "training.ema.start_iter", f"must be an iteration (0 or more), got {ema['start_iter']!r}")
 
 
 def _validate_testing(path, testing):

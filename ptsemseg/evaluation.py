@@ -63,11 +63,12 @@ class InferenceTimer:
 
 
 @torch.no_grad()
-def accumulate(model, loader, tasks, cfg, device, progress=False, timer=None):
+def accumulate(model, loader, tasks, cfg, device, progress=False, timer=None, processes=None):
     """Run `model` over `loader` (items: lists of same-size batches) and feed every task's metric.
 
     Returns (metric accumulators by task name, the last batch, its predictions by task name); `timer`, an
-    InferenceTimer, measures the inference.
+    InferenceTimer, measures the inference. With `processes` (ptsemseg.distributed.Processes) of a distributed run,
+    `loader` holds this process's share of the split and the accumulators returned hold every process's.
     """
     was_training = model.training
     model.eval()
@@ -97,15 +98,18 @@ def accumulate(model, loader, tasks, cfg, device, progress=False, timer=None):
                 del outputs  # native-size outputs: freed before the next batch's are made
     finally:
         model.train(was_training)
+    if processes is not None:
+        metrics = processes.merge_metrics(metrics, lambda: {name: task.metrics(device, cfg["testing"])
+                                                            for name, task in tasks.items()})
     return metrics, batch, predictions
 
 
-def evaluate(model, loader, tasks, cfg, device, progress=False, timer=None):
-    """Score every task of the TaskSet `tasks` on `loader`.
+def evaluate(model, loader, tasks, cfg, device, progress=False, timer=None, processes=None):
+    """Score every task of the TaskSet `tasks` on `loader` (this process's share of it with `processes`).
 
     Returns (scores named `<task>/<metric>`, the last batch, the last predictions by task name).
     """
-    metrics, batch, predictions = accumulate(model, loader, tasks, cfg, device, progress, timer)
+    metrics, batch, predictions = accumulate(model, loader, tasks, cfg, device, progress, timer, processes)
     return scores_of(metrics), batch, predictions
 
 
