@@ -95,6 +95,15 @@ def check_compatible(state, path, arch, tasks):
         raise PtsemsegError(f"checkpoint {path} was trained for {show(trained)}, this config needs {show(tasks)}")
 
 
+def weights_entry(state, path, requested=None):
+    """The checkpoint entry to evaluate: `ema_state` or `model_state` as `requested` ("ema" | "model"), by default
+    the EMA weights when the run kept them (training.ema)."""
+    weights = requested or ("ema" if state.get("ema_state") is not None else "model")
+    if weights == "ema" and state.get("ema_state") is None:
+        raise PtsemsegError(f"checkpoint {path} has no EMA weights (its run had no training.ema)")
+    return f"{weights}_state"
+
+
 def load_model_state(model, state, path, entry="model_state"):
     """Load the weights of `entry` (`ema_state`: the EMA weights), naming the first mismatching tensor when shapes or
     keys differ (e.g. other class count)."""

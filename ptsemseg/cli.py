@@ -208,7 +208,7 @@ def evaluate_main(description, split, argv=None):
     args = parser.parse_args(argv)
     if not args.config:
         parser.error("--config is required")
-    from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, write_atomic
+    from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, weights_entry, write_atomic
     from ptsemseg.config import load_config
     from ptsemseg.rundir import check_output_file, check_writable_dir, json_safe
     from ptsemseg.build import build_model, eval_loader, sample_keys
@@ -227,21 +227,19 @@ def evaluate_main(description, split, argv=None):
     dataset = evaluation_dataset(cfg, cfg["data"][split_key], sample_keys(cfg))
     tasks = TaskSet(cfg["task"], dataset, cfg["training"]["best_metric"])
     check_compatible(state, model_path, cfg["model"]["arch"], tasks.meta())
-    weights = args.weights or ("ema" if state.get("ema_state") is not None else "model")
-    if weights == "ema" and state.get("ema_state") is None:
-        raise PtsemsegError(f"checkpoint {model_path} has no EMA weights (its run had no training.ema)")
+    entry = weights_entry(state, model_path, args.weights)
     out_dir = args.out or os.path.dirname(os.path.abspath(model_path))
     with_confusion = [name for name, task in tasks.items() if "confusion" in task.metrics().state()]
     if with_confusion:
         check_writable_dir(out_dir, "--out")
     model = build_model(cfg, tasks.heads(), device)
-    load_model_state(model, state, model_path, entry=f"{weights}_state")
+    load_model_state(model, state, model_path, entry=entry)
     timer = InferenceTimer(device) if args.measure_time else None
     metrics, _, _ = accumulate(model, eval_loader(cfg, dataset, device), tasks, cfg, device, progress=True,
                                timer=timer)
     scores = scores_of(metrics)
     print(f"{cfg['data']['dataset']} {cfg['data'][split_key]} ({len(dataset)} images), {model_path}"
-          + (" (EMA weights)" if weights == "ema" else ""))
+          + (" (EMA weights)" if entry == "ema_state" else ""))
     print(format_table(scores, {name: task.class_names for name, task in tasks.items()}))
     print_results_tables(scores, tasks, cfg["testing"])
     if with_confusion:

@@ -361,7 +361,7 @@ def predict_main(argv=None):
     args = parse_args(argv)
     from ptsemseg.augmentations import get_composed_augmentations
     from ptsemseg.build import build_model
-    from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state
+    from ptsemseg.checkpoint import check_compatible, load_checkpoint, load_model_state, weights_entry
     from ptsemseg.device import autocast, resolve_device, resolve_speed_modes, to_device
     from ptsemseg.evaluation import InferenceTimer, network_size
     from ptsemseg.inference import bilinear, infer
@@ -382,7 +382,7 @@ def predict_main(argv=None):
     device = resolve_device(cfg["training"]["device"])
     resolve_speed_modes(cfg["training"], device, cfg["model"]["arch"])
     model = build_model(cfg, tasks.heads(), device)
-    load_model_state(model, state, model_path)
+    load_model_state(model, state, model_path, entry=weights_entry(state, model_path))  # EMA weights if kept
     model.eval()
     check_writable_dir(args.out, "--out")
 
