@@ -311,11 +311,11 @@ def iou_names(keys, thresholds=IOU_THRESHOLDS):
 
 # Commands of saliency.py: demo, eval, iou, analysis.
 
-def load_saliency_model(cfg, model_path):
+def load_saliency_model(cfg, model_path, head=None, channel=None):
     """The checkpoint's model built from `cfg` on the run's device, in eval mode, and its autocast function.
 
     The heads come from the checkpoint's own record of its tasks, so no dataset is read; a checkpoint of another
-    architecture or of other tasks than the config's fails in one line.
+    architecture or of other tasks than the config's, or a `channel` outside output `head`, fails in one line.
     """
     from ptsemseg.build import build_model
     from ptsemseg.checkpoint import check_compatible, checkpoint_tasks, load_checkpoint, load_model_state
@@ -331,6 +331,8 @@ def load_saliency_model(cfg, model_path):
     if sorted(tasks) != sorted(heads):
         raise PtsemsegError(f"checkpoint {model_path} was trained for {', '.join(heads)}, the config's task is "
                             f"{', '.join(tasks)}")
+    if channel is not None and not 0 <= channel < heads[head]:
+        raise PtsemsegError(f"--channel {channel}: output '{head}' has channels 0..{heads[head] - 1}")
     device = resolve_device(cfg["training"]["device"])
     resolve_speed_modes(cfg["training"], device, cfg["model"]["arch"])
     model = build_model(cfg, heads, device)
@@ -433,7 +435,7 @@ def eval_main(args):
     head = dense_head(cfg, args.head)
     crop = resolve_crop(cfg, args.crop)
     check_writable_dir(args.out, "--out")
-    model, device, run_autocast = load_saliency_model(cfg, args.model_path)
+    model, device, run_autocast = load_saliency_model(cfg, args.model_path, head, args.channel)
     dataset = split_dataset(cfg, args.split)
     count = min(args.num_image, len(dataset))
     saliency = Saliency(model, head, autocast=run_autocast, chunk_size=args.chunk, method=args.method)
@@ -776,7 +778,7 @@ def demo_main(args):
     cfg = load_config(args.config, args.opts)
     head = dense_head(cfg, args.head)
     check_writable_dir(args.out, "--out")
-    model, device, run_autocast = load_saliency_model(cfg, args.model_path)
+    model, device, run_autocast = load_saliency_model(cfg, args.model_path, head, args.channel)
     if args.image:
         sample = file_sample(cfg, args.image, args.input, model_input_keys(cfg["model"]))
         name = os.path.splitext(os.path.basename(args.image))[0]

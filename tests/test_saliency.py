@@ -347,6 +347,8 @@ def test_mistakes_fail_in_one_line(trained, tmp_path):
               "--out", str(tmp_path / "out")])
     with pytest.raises(PtsemsegError, match="was trained for seg, the config's task is depth"):
         main(["eval", "--config", runs["depth"][0], "--model_path", checkpoint, "--out", str(tmp_path / "eval")])
+    with pytest.raises(PtsemsegError, match="--channel 6: output 'seg' has channels 0..5"):
+        main(["eval", "--config", config, "--model_path", checkpoint, "--channel", "6", "--out", str(tmp_path / "eval")])
     with pytest.raises(PtsemsegError, match="is not a CSV of saliency.py eval or iou"):
         main(["analysis", "--seg", config, "--depth", config, "--out", str(tmp_path / "out")])
     assert not os.path.exists(tmp_path / "eval") and not os.path.exists(tmp_path / "out")
