@@ -1,7 +1,9 @@
 """Saliency maps: batched vector-Jacobian products against one backward pass per target pixel.
 
-Same model, frame, target pixels and machine, in one run. Each method's time covers one frame: the forward
-pass(es), every target's backward pass and the reduction to a map (max over channels of |gradient|):
+Same model, frame, target pixels and machine, in one run. The targets are split into `--rounds` rounds and every
+method runs on each round in turn (after an untimed warm-up on one target), so that other processes' load falls on
+all methods alike. A method's time sums its rounds, each a forward pass (per target for the copies), the round's
+backward passes and the reduction to maps (max over channels of |gradient|):
 - seed: as Semseg-MonoDepth-Pytorch's saliency.py: float32, the weights requiring gradients as loaded, one
   `output.backward(one_hot, retain_graph=True)` per target, the input's gradient read and zeroed;
 - one backward per pixel: torch.autograd.grad with respect to the input alone, per target;
@@ -99,6 +101,8 @@ def main():
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="the targets split into this many rounds, each method running every round (default: 4)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,18 +135,25 @@ def main():
           f"chunk {args.chunk}, channels_last {training['channels_last']}; torch {torch.__version__}, {device}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, load average {load:.2f} "
           "at start", flush=True)
-    results = {}
-    for precision, run_autocast in precisions.items():
-        for method in args.methods:
-            if method == "seed" and precision != "fp32":
-                continue
+    variants = [(method, precision) for precision in precisions for method in args.methods
+                if method != "seed" or precision == "fp32"]
+    for method, precision in variants:  # warm-up, untimed: oneDNN builds its kernels on first use
+        runs[method](model, inputs, rows[:1], cols[:1], channels[:1], precisions[precision])
+    seconds = {variant: 0.0 for variant in variants}
+    maps = {variant: [] for variant in variants}
+    for round_index, part in enumerate(torch.arange(args.targets).chunk(args.rounds)):
+        # every method on the same targets in turn, the order rotated each round, so that load from other
+        # processes falls on all of them alike
+        for method, precision in variants[round_index % len(variants):] + variants[:round_index % len(variants)]:
             synchronize(device)
             start = time.perf_counter()
-            maps = runs[method](model, inputs, rows, cols, channels, run_autocast)
+            result = runs[method](model, inputs, rows[part], cols[part], channels[part], precisions[precision])
             synchronize(device)
-            seconds = time.perf_counter() - start
-            results[(method, precision)] = (seconds, maps.float().cpu())
-            print(f"{method} {precision}: {seconds:.1f} s, {seconds / args.targets:.3f} s per target", flush=True)
+            seconds[(method, precision)] += time.perf_counter() - start
+            maps[(method, precision)].append(result.float().cpu())
+        print(f"round {round_index + 1}: " + ", ".join(f"{method} {precision} {seconds[(method, precision)]:.1f} s"
+                                                       for method, precision in variants), flush=True)
+    results = {variant: (seconds[variant], torch.cat(maps[variant])) for variant in variants}
     reference = results.get(("per-pixel", "fp32"), results.get(("seed", "fp32")))
     seed_seconds = results[("seed", "fp32")][0] if ("seed", "fp32") in results else None
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}\n")
