@@ -2,13 +2,13 @@
 
 Same model, frame, target pixels and machine, in one run. The targets are split into `--rounds` rounds and every
 method runs on each round in turn (after an untimed warm-up on one target), so that other processes' load falls on
-all methods alike. A method's time sums its rounds, each a forward pass (per target for the copies), the round's
-backward passes and the reduction to maps (max over channels of |gradient|):
+all methods alike. A method's time sums its rounds, each a forward pass, the round's backward passes and the
+reduction to maps (max over channels of |gradient|):
 - seed: as Semseg-MonoDepth-Pytorch's saliency.py: float32, the weights requiring gradients as loaded, one
   `output.backward(one_hot, retain_graph=True)` per target, the input's gradient read and zeroed;
-- one backward per pixel: torch.autograd.grad with respect to the input alone, per target;
-- batched (ptsemseg.saliency, `--chunk` targets per backward pass) and its fallback, a batch of input copies;
-the last three also under the autocast that `training.amp: auto` picks on this machine (bf16 on a CPU with native
+- per-pixel: one backward pass per target with respect to the input alone (ptsemseg.saliency, method loop);
+- batched: `--chunk` targets per backward pass (ptsemseg.saliency, method vmap);
+the last two also under the autocast that `training.amp: auto` picks on this machine (bf16 on a CPU with native
 bf16), and every method in the memory format `training.channels_last: auto` picks. Random weights (FCN's
 zero-initialised score layers drawn at random, so gradients flow everywhere); the targets are evenly spread over
 the seed's grid (every 10 px inside KITTI's Garg crop).
@@ -34,7 +34,7 @@ from ptsemseg.models import get_model, model_input_keys  # noqa: E402
 from ptsemseg.models._inputs import example_inputs  # noqa: E402
 from ptsemseg.saliency import Saliency, crop_box, target_grid  # noqa: E402
 
-METHODS = ("seed", "per-pixel", "batched", "copies")
+METHODS = ("seed", "per-pixel", "batched")
 
 
 def seed_method(model, inputs, rows, cols, channels, autocast):
@@ -51,20 +51,6 @@ def seed_method(model, inputs, rows, cols, channels, autocast):
         output.backward(gradient=one_hot, retain_graph=True)
         maps.append(image.grad.detach().abs().amax(1)[0].clone())
         image.grad.zero_()
-    return torch.stack(maps)
-
-
-def per_pixel_method(model, inputs, rows, cols, channels, autocast):
-    """One torch.autograd.grad per target, with respect to the input alone."""
-    for param in model.parameters():
-        param.requires_grad_(False)
-    image = inputs[0].clone().requires_grad_()
-    with autocast():
-        output = model(image, *inputs[1:])["seg"]
-    maps = []
-    for row, col, channel in zip(rows.tolist(), cols.tolist(), channels.tolist()):
-        (grad,) = torch.autograd.grad(output[0, channel, row, col], image, retain_graph=True)
-        maps.append(grad.abs().amax(1)[0])
     return torch.stack(maps)
 
 
@@ -128,8 +114,8 @@ def main():
     precisions = {"fp32": contextlib.nullcontext}
     if training["amp"]:
         precisions[training["amp"]] = functools.partial(autocast, {"training": training}, device)
-    runs = {"seed": seed_method, "per-pixel": per_pixel_method, "batched": library_method("vmap", args.chunk),
-            "copies": library_method("copies", args.chunk)}
+    runs = {"seed": seed_method, "per-pixel": library_method("loop", args.chunk),
+            "batched": library_method("vmap", args.chunk)}
     load = os.getloadavg()[0]
     print(f"{args.arch} {options} seg {args.classes} classes, {args.size[0]}×{args.size[1]}, {args.targets} targets, "
           f"chunk {args.chunk}, channels_last {training['channels_last']}; torch {torch.__version__}, {device}, "

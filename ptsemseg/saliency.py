@@ -5,11 +5,12 @@ The saliency map of a target output pixel is the seed project's vanilla back-pro
 there (or of a given class), a depth head's predicted depth - with respect to every input pixel, in absolute value,
 maximised over the input's channels. A model with several inputs (RGB-D) gets one map per input key.
 
-Many targets share one forward pass and one batched backward pass: `torch.func.vjp` gives the model's
-vector-Jacobian product at the input, and `torch.func.vmap` applies it to a chunk of one-hot cotangents at once, so
-each map is the gradient a backward pass of its own gives (equal to float32 rounding). Should a model's backward
-lack a batching rule, the maps come from a batch of copies of the input, one target each, and one backward pass for
-the whole batch (`method="copies"`, also exact; the zoo's architectures all run under vmap).
+One forward pass per frame serves every target. With `method="vmap"`, `torch.func.vjp` gives the model's
+vector-Jacobian product at the input and `torch.func.vmap` applies it to a chunk of one-hot cotangents at once:
+many targets per backward pass, each map the gradient a backward pass of its own gives (equal to float32 rounding).
+With `method="loop"`, one backward pass per target runs through the ordinary autograd graph, with respect to the
+inputs alone (no weight gradients, unlike the seed). `auto` takes vmap on a GPU and the loop on a CPU, where the
+batched pass measured slower; a model torch.func cannot run falls back to the loop.
 
 The metrics are the seed's (saliency_eval.py, saliency_iou.py): within a crop of the frame (KITTI's Garg crop by
 default), each map is normalised as (s - min) / max, and measured by its activation range (the farthest pixel with
@@ -30,7 +31,7 @@ GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)  # top, bottom, lef
 CROPS = ("garg", "full")
 RANGE_THRESHOLDS = (0.1, 0.5, 0.9)
 IOU_THRESHOLDS = (0.05, 0.1, 0.5, 0.9)
-METHODS = ("auto", "vmap", "copies")
+METHODS = ("auto", "vmap", "loop")
 
 
 def _affine_batch_norm(norm, x):
@@ -63,13 +64,11 @@ def batch_norms_as_affine(model):
             del norm.forward
 
 
-def _repeat(value, count):
-    """A batch of one (tensor, or dict of them such as `meta`) as `count` copies along the batch axis."""
-    if isinstance(value, torch.Tensor):
-        return value.expand(count, *value.shape[1:]).clone()
-    if isinstance(value, dict):
-        return {key: _repeat(item, count) for key, item in value.items()}
-    return value
+def _detached_weights(model):
+    """The model's parameters (detached: no weight gradients are computed) and buffers, for functional_call."""
+    weights = {name: param.detach() for name, param in model.named_parameters()}
+    weights.update(model.named_buffers())
+    return weights
 
 
 class Saliency:
@@ -78,7 +77,12 @@ class Saliency:
     `forward(inputs)` runs the model (put in eval mode) on a batch of one, in its `input_keys` order;
     `maps(rows, cols, channels)` then yields the maps of the targets chunk by chunk, as {input key: k×H×W}
     float32 tensors (`meta` has none). `autocast` is a function returning the autocast context of the run
-    (ptsemseg.device.autocast); `chunk_size` targets share a backward pass, which bounds the memory.
+    (ptsemseg.device.autocast); `chunk_size` targets share a backward pass under vmap, which bounds the memory.
+
+    `method`: `vmap` (`chunk_size` targets per backward pass), `loop` (one backward pass per target, on the
+    ordinary autograd graph, with respect to the inputs alone), or `auto`: vmap on a GPU and the loop on a CPU,
+    where the batched backward pass measured slower (BENCHMARKS.md). Both are exact. A model that torch.func cannot
+    run falls back from vmap to the loop with a warning; `method` then says `loop`.
     """
 
     def __init__(self, model, head, autocast=contextlib.nullcontext, chunk_size=16, method="auto"):
@@ -96,53 +100,71 @@ class Saliency:
         self.inputs = None
         self.output = None
         self._vjp = None
+        self._graph = None
 
     def forward(self, inputs):
         """Run the model on one frame; returns the head's output (1×C×H×W, float32), kept for the targets."""
         inputs = list(inputs)
         if len(inputs) != len(self.keys):
             raise PtsemsegError(f"the model takes {', '.join(self.keys)}; got {len(inputs)} inputs")
-        sizes = {tuple(x.shape[-2:]) for key, x in zip(self.keys, inputs) if key != "meta"}
-        if any(x.shape[0] != 1 for key, x in zip(self.keys, inputs) if key != "meta") or len(sizes) != 1:
+        maps = [x for key, x in zip(self.keys, inputs) if key != "meta"]
+        sizes = {tuple(x.shape[-2:]) for x in maps}
+        if any(x.shape[0] != 1 for x in maps) or len(sizes) != 1:
             raise PtsemsegError("saliency maps take one frame at a time: inputs of batch size 1 and one size")
+        if self.method == "auto":
+            self.method = "vmap" if maps[0].device.type == "cuda" else "loop"
         self.inputs = inputs
-        self._vjp = None
-        output = None
-        if self.method != "copies":
+        self._vjp = self._graph = None
+        outputs = None
+        if self.method == "vmap":
             try:
-                output = self._vjp_forward()
+                outputs = self._vjp_forward()
             except RuntimeError as err:
                 self._fall_back(err)
-        if output is None:
-            with torch.no_grad(), self.autocast():
-                output = self.model(*inputs)
-        if self.head not in output:
-            raise PtsemsegError(f"the model has no output '{self.head}' (it has {', '.join(output)})")
-        output = output[self.head].detach()
+        if outputs is None:
+            outputs = self._graph_forward()
+        output = outputs[self.head].detach()
         if output.dim() != 4 or tuple(output.shape[-2:]) != sizes.pop():
             raise PtsemsegError(f"output '{self.head}' is not a dense map at the input's size")
         self.output = output
         return output.float()
 
+    def _head_of(self, outputs):
+        if self.head not in outputs:
+            raise PtsemsegError(f"the model has no output '{self.head}' (it has {', '.join(outputs)})")
+        return outputs[self.head]
+
+    def _with_maps(self, maps):
+        """The inputs with the map inputs replaced by `maps` (meta kept)."""
+        maps = iter(maps)
+        return tuple(value if key == "meta" else next(maps) for key, value in zip(self.keys, self.inputs))
+
     def _vjp_forward(self):
         """The model's outputs, keeping the vector-Jacobian product of the head's output at the map inputs."""
-        weights = {name: param.detach() for name, param in self.model.named_parameters()}
-        weights.update(self.model.named_buffers())
-        positions = [i for i, key in enumerate(self.keys) if key != "meta"]
+        weights = _detached_weights(self.model)
         outputs = {}
 
         def head_output(*maps):
-            inputs = list(self.inputs)
-            for position, value in zip(positions, maps):
-                inputs[position] = value
-            outputs.update(functional_call(self.model, weights, tuple(inputs)))
-            if self.head not in outputs:
-                raise PtsemsegError(f"the model has no output '{self.head}' (it has {', '.join(outputs)})")
-            return outputs[self.head]
+            outputs.update(functional_call(self.model, weights, self._with_maps(maps)))
+            return self._head_of(outputs)
 
-        with batch_norms_as_affine(self.model), self.autocast():
-            vjp_fn = vjp(head_output, *(self.inputs[i] for i in positions))[1]
-        self._vjp = vjp_fn
+        norms = batch_norms_as_affine(self.model) if self._autocasts() else contextlib.nullcontext()
+        with norms, self.autocast():
+            self._vjp = vjp(head_output, *(x for key, x in zip(self.keys, self.inputs) if key != "meta"))[1]
+        return outputs
+
+    def _autocasts(self):
+        """Whether the run's autocast is on: then batch norms run as their affine maps under vmap (the float32 maps
+        keep the model's own batch norms, and so its exact forward values)."""
+        with self.autocast():
+            return any(torch.is_autocast_enabled(device) for device in ("cpu", "cuda"))
+
+    def _graph_forward(self):
+        """The model's outputs, keeping the ordinary autograd graph from the head's output to the map inputs."""
+        maps = [x.detach().requires_grad_() for key, x in zip(self.keys, self.inputs) if key != "meta"]
+        with torch.enable_grad(), self.autocast():
+            outputs = functional_call(self.model, _detached_weights(self.model), self._with_maps(maps))
+        self._graph = (self._head_of(outputs), maps)
         return outputs
 
     def target_channels(self, rows, cols, channel=None):
@@ -179,7 +201,7 @@ class Saliency:
     def _chunk_gradients(self, rows, cols, channels):
         """Gradients (one k×C×H×W per map input) of the chunk's target outputs."""
         if self._vjp is None:
-            return self._copies_gradients(rows, cols, channels)
+            return self._loop_gradients(rows, cols, channels)
         count = len(rows)
         cotangents = self.output.new_zeros((count, *self.output.shape))
         device = self.output.device
@@ -188,31 +210,26 @@ class Saliency:
             grads = vmap(self._vjp)(cotangents)
         except RuntimeError as err:
             self._fall_back(err)
-            return self._copies_gradients(rows, cols, channels)
-        self.method = "vmap"
+            self._graph_forward()
+            return self._loop_gradients(rows, cols, channels)
         return [grad[:, 0] for grad in grads]
 
     def _fall_back(self, err):
-        """Continue with input copies after torch.func failed on this model (method auto), else re-raise."""
-        if self.method != "auto":
-            raise err
+        """Continue with the loop after torch.func failed on this model."""
         reason = str(err).strip().splitlines()[0][:160]
-        warnings.warn(f"{type(self.model).__name__}: torch.func cannot run it ({reason}); saliency maps come from "
-                      "a batch of input copies (exact, slower)")
-        self.method = "copies"
+        warnings.warn(f"{type(self.model).__name__}: torch.func cannot run it ({reason}); saliency maps come from one "
+                      "backward pass per target (exact, slower on a GPU)")
+        self.method = "loop"
         self._vjp = None
 
-    def _copies_gradients(self, rows, cols, channels):
-        """The exact fallback: `count` copies of the frame, copy i back-propagating target i, one backward pass."""
-        count = len(rows)
-        copies = [_repeat(value, count) for value in self.inputs]
-        maps = [copy.requires_grad_() for key, copy in zip(self.keys, copies) if key != "meta"]
-        with torch.enable_grad(), self.autocast():
-            output = self.model(*copies)[self.head]
-        device = output.device
-        picked = output[torch.arange(count, device=device), channels.to(device), rows.to(device), cols.to(device)]
-        grads = torch.autograd.grad(picked.sum(), maps, allow_unused=True)
-        return [torch.zeros_like(x) if grad is None else grad for x, grad in zip(maps, grads)]
+    def _loop_gradients(self, rows, cols, channels):
+        """One backward pass per target through the kept graph, with respect to the map inputs alone."""
+        output, maps = self._graph
+        per_target = []
+        for row, col, channel in zip(rows.tolist(), cols.tolist(), channels.tolist()):
+            grads = torch.autograd.grad(output[0, channel, row, col], maps, retain_graph=True, allow_unused=True)
+            per_target.append([torch.zeros_like(x) if grad is None else grad for x, grad in zip(maps, grads)])
+        return [torch.cat(grads) for grads in zip(*per_target)]
 
 
 def saliency_maps(model, inputs, head, rows, cols, channel=None, **options):
@@ -823,9 +840,10 @@ def main(argv=None):
     shared.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of config keys (of both configs for iou), e.g. training.amp=false")
     shared.add_argument("--method", choices=METHODS, default="auto",
-                        help="batched vector-Jacobian products (vmap), a batch of input copies, or vmap with the "
-                             "copies as fallback (auto, default)")
-    shared.add_argument("--chunk", type=int, default=16, help="target pixels per backward pass (default: 16)")
+                        help="vmap: --chunk targets per backward pass; loop: one backward pass per target; auto "
+                             "(default): vmap on a GPU, the loop on a CPU")
+    shared.add_argument("--chunk", type=int, default=16,
+                        help="target pixels per backward pass under vmap (default: 16)")
     sweep = argparse.ArgumentParser(add_help=False)
     sweep.add_argument("--split", choices=("train", "val", "test"), default="val",
                        help="which data.<split>_split to take frames from (default: val; the seed used train)")

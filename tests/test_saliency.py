@@ -69,11 +69,11 @@ def test_batched_saliency_equals_one_backward_per_pixel(arch):
     keys = model_input_keys(model_cfg)
     inputs = example_inputs(keys, 1, SIZE, generator=torch.Generator().manual_seed(1))
     for head, (rows, cols) in TARGETS.items():
-        saliency = Saliency(model, head, chunk_size=2)
+        saliency = Saliency(model, head, chunk_size=2, method="vmap")
         output = saliency.forward(inputs)
         channels = saliency.target_channels(torch.tensor(rows), torch.tensor(cols))
         chunks = list(saliency.maps(rows, cols, channels))
-        assert saliency.method == "vmap", f"{arch} fell back to copies"
+        assert saliency.method == "vmap", f"{arch} fell back to the loop"
         assert [start for start, _ in chunks] == list(range(0, len(rows), 2))
         batched = {key: torch.cat([maps[key] for _, maps in chunks]) for key in saliency.map_keys}
         expected = one_backward_per_pixel(model, inputs, head, rows, cols, channels)
@@ -130,27 +130,35 @@ class CustomOpNet(torch.nn.Module):
 
 
 @pytest.mark.parametrize("function", [NumpyBackward, OldStyleFunction], ids=lambda function: function.__name__)
-def test_a_model_torch_func_cannot_run_falls_back_to_input_copies(function):
+def test_a_model_torch_func_cannot_run_falls_back_to_the_loop(function):
     torch.manual_seed(0)
     model = randomized(CustomOpNet(function))
     image = torch.rand(1, 3, 9, 11)
     rows, cols = [0, 4, 8], [0, 5, 10]
-    with pytest.raises(RuntimeError):
-        saliency_maps(model, [image], "seg", rows, cols, method="vmap")
-    with pytest.warns(UserWarning, match="batch of input copies"):
-        maps, _, channels = saliency_maps(model, [image], "seg", rows, cols, chunk_size=2)
+    saliency = Saliency(model, "seg", chunk_size=2, method="vmap")
+    with pytest.warns(UserWarning, match="one backward pass per target"):  # in the forward or the backward pass
+        saliency.forward([image])
+        channels = saliency.target_channels(rows, cols)
+        maps = torch.cat([chunk["image"] for _, chunk in saliency.maps(rows, cols, channels)])
+    assert saliency.method == "loop"
     expected = one_backward_per_pixel(model, [image], "seg", rows, cols, channels)
-    torch.testing.assert_close(maps["image"], expected["image"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(maps, expected["image"], rtol=1e-5, atol=1e-7)
 
 
-def test_input_copies_give_exact_maps_of_every_modality():
+def test_the_loop_gives_the_maps_of_every_modality_and_is_the_cpu_default():
     rows, cols = TARGETS["seg"]
     model = zoo_model({"arch": "ssma", **MODEL_CASES["ssma"]}, {"seg": 3})
     inputs = example_inputs(("image", "depth"), 1, SIZE, generator=torch.Generator().manual_seed(1))
-    copies, _, channels = saliency_maps(model, inputs, "seg", rows, cols, method="copies", chunk_size=2)
+    saliency = Saliency(model, "seg", chunk_size=2)
+    saliency.forward(inputs)
+    assert saliency.method == "loop"
+    channels = saliency.target_channels(rows, cols)
+    chunks = list(saliency.maps(rows, cols, channels))
     expected = one_backward_per_pixel(model, inputs, "seg", rows, cols, channels)
     for key in ("image", "depth"):
-        torch.testing.assert_close(copies[key], expected[key], rtol=1e-5, atol=1e-5 * float(expected[key].max()))
+        torch.testing.assert_close(torch.cat([maps[key] for _, maps in chunks]), expected[key], rtol=1e-6,
+                                   atol=1e-6 * float(expected[key].max()))
+    assert all(param.grad is None for param in model.parameters()), "no weight gradient is computed"
 
 
 def test_batch_norms_as_affine_compute_the_same_function_and_are_restored():
@@ -292,7 +300,7 @@ def test_eval_iou_and_analysis_run_end_to_end(trained):
     assert all(0 <= float(row[name]) <= 1 for row in seg for name in metrics)
     assert all(float(row["image/act_d@0.1"]) >= float(row["image/act_d@0.9"]) for row in seg)
     summary = json.loads(open(os.path.join(out, "saliency_seg_val.json")).read())
-    assert summary["targets"] == 20 and summary["method"] == "vmap"
+    assert summary["targets"] == 20 and summary["method"] == "loop"
     assert summary["mean"]["image/act_ratio@0.5"] == pytest.approx(
         np.mean([float(row["image/act_ratio@0.5"]) for row in seg]), abs=1e-5)
     depth = read_rows(os.path.join(out, "saliency_depth_val.csv"))
