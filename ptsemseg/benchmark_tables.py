@@ -34,7 +34,7 @@ import warnings
 from ptsemseg.checkpoint import write_atomic
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.rundir import METRICS_NAME, check_writable_dir
+from ptsemseg.rundir import METRICS_NAME, check_writable_dir, find_run_dirs
 
 # Column titles of the seed README (Semseg-MonoDepth) and of the architectures it did not have.
 ARCH_TITLES = {"fcn8s": "FCN", "segnet": "SegNet", "frrnA": "FRRN A", "frrnB": "FRRN B", "deeplab": "DeepLab v2",
@@ -132,20 +132,6 @@ def is_run_dir(path):
         os.path.isfile(os.path.join(path, name)) for name in ("best.pt", "last.pt"))
 
 
-def find_run_dirs(root):
-    """`root` if it is a run directory, else every run directory below it, sorted."""
-    if is_run_dir(root):
-        return [root]
-    found = []
-    for folder, subfolders, _ in os.walk(root):
-        subfolders.sort()
-        if is_run_dir(folder):
-            found.append(folder)
-            subfolders.clear()
-    if not found:
-        raise PtsemsegError(f"{root}: no run directory (config.yaml with best.pt or last.pt) in it")
-    return found
-
 
 def finished(run_dir, train_iters):
     """Whether the run in `run_dir` validated at its last iteration (the trainer always does)."""
@@ -178,7 +164,7 @@ def plan_runs(sources, opts, runs_dir, train):
     for path, own in entries:
         overrides = [*own, *opts]
         if os.path.isdir(path):
-            for run_dir in find_run_dirs(path):
+            for run_dir in find_run_dirs(path, is_run_dir, "config.yaml with best.pt or last.pt"):
                 config = os.path.join(run_dir, "config.yaml")
                 name = (os.path.relpath(run_dir, path) if run_dir != path
                         else os.path.basename(os.path.abspath(path)))

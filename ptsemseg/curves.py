@@ -16,7 +16,7 @@ import warnings
 
 from ptsemseg.checkpoint import write_atomic
 from ptsemseg.errors import PtsemsegError
-from ptsemseg.rundir import METRICS_NAME, check_output_file
+from ptsemseg.rundir import METRICS_NAME, check_output_file, find_run_dirs
 
 EVENTS_PATTERN = "events.out.tfevents.*"
 
@@ -26,22 +26,6 @@ def is_run(path):
     return os.path.isfile(os.path.join(path, METRICS_NAME)) or bool(glob.glob(os.path.join(glob.escape(path),
                                                                                             EVENTS_PATTERN)))
 
-
-def find_runs(path):
-    """`path` if it is a run, else every run below it, sorted."""
-    if not os.path.isdir(path):
-        raise PtsemsegError(f"run directory not found: {path}")
-    if is_run(path):
-        return [path]
-    found = []
-    for folder, subfolders, _ in os.walk(path):
-        subfolders.sort()
-        if is_run(folder):
-            found.append(folder)
-            subfolders.clear()
-    if not found:
-        raise PtsemsegError(f"{path}: no run in it (metrics.jsonl or TensorBoard events)")
-    return found
 
 
 def run_labels(run_dirs):
@@ -165,7 +149,7 @@ def main(argv=None):
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNG (default: 100)")
     args = parser.parse_args(argv)
     check_output_file(args.out, "--out")
-    run_dirs = list(dict.fromkeys(os.path.normpath(run) for path in args.runs for run in find_runs(path)))
+    run_dirs = list(dict.fromkeys(os.path.normpath(run) for path in args.runs for run in find_run_dirs(path, is_run, "metrics.jsonl or TensorBoard events")))
     labels = args.labels or run_labels(run_dirs)
     if len(labels) != len(run_dirs):
         raise PtsemsegError(f"--labels names {len(labels)} runs, but there are {len(run_dirs)}: "

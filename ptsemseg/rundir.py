@@ -37,6 +37,24 @@ def check_writable_dir(path, what):
         raise PtsemsegError(f"{what} {path}: cannot write into {existing} ({err.strerror})") from None
 
 
+def find_run_dirs(path, is_run, holds):
+    """`path` if `is_run(path)`, else every folder below it for which `is_run` holds (not searched further), sorted;
+    `holds` says in the error what a run folder has."""
+    if not os.path.isdir(path):
+        raise PtsemsegError(f"run directory not found: {path}")
+    if is_run(path):
+        return [path]
+    found = []
+    for folder, subfolders, _ in os.walk(path):
+        subfolders.sort()
+        if is_run(folder):
+            found.append(folder)
+            subfolders.clear()
+    if not found:
+        raise PtsemsegError(f"{path}: no run directory ({holds}) in it")
+    return found
+
+
 def check_output_file(path, what):
     """Fail in one line unless file `path` can be written: its directory exists and takes files."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -100,7 +100,7 @@ def test_torn_metrics_line_is_skipped_with_a_warning(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["missing"], "run directory not found"),
-    (["empty"], "no run in it"),
+    (["empty"], r"no run directory \(metrics.jsonl or TensorBoard events\) in it"),
     (["run", "--labels", "x", "y"], "--labels names 2 runs, but there are 1"),
     (["run", "--out", "nowhere/c.png"], "directory .* does not exist"),
     (["binary"], "metrics.jsonl is not UTF-8 text"),
