@@ -138,6 +138,25 @@ def test_sharded_validation_scores_every_frame_once(ddp_run, tmp_path, capsys):
     assert json.loads(out.read_text()) != one_process
 
 
+@needs_gloo
+def test_validation_uses_the_batchnorm_statistics_that_are_saved(tmp_path, capsys):
+    """BatchNorm layers that learn (no freeze_bn, no SyncBN on CPU): each process updates its running statistics from
+    its own samples, so rank 0's statistics (the saved ones) go to every process before validation, which then
+    equals the evaluation command in one process on the saved weights (freeze_bn only acts in train mode, so the
+    config's value does not matter to the evaluation)."""
+    config = write(tmp_path / "bn.yaml", out_dir=str(tmp_path / "run"), train_iters=3, ema=None)
+    returncode, _, stderr = finish(torchrun(config, "model.freeze_bn=false"))
+    assert returncode == 0, stderr
+    out = tmp_path / "scores.json"
+    evaluate_main("evaluate", "val", ["--config", config, "--model_path", str(tmp_path / "run" / "last.pt"),
+                                      "--out-json", str(out), "--out", str(tmp_path)])
+    capsys.readouterr()
+    one_process, validated = json.loads(out.read_text()), read_metrics(tmp_path / "run")[-1]
+    assert validated["iteration"] == 3
+    for key, value in one_process.items():
+        assert validated[key] == pytest.approx(value, rel=1e-9), key
+
+
 def rank_of(pid):
     with open(f"/proc/{pid}/environ", "rb") as handle:
         variables = dict(item.split(b"=", 1) for item in handle.read().split(b"\0") if b"=" in item)
