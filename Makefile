@@ -17,8 +17,9 @@ quickstart: install
 quickstart-depth: install
 	$(BIN)/python train.py --config configs/synthetic/quickstart_depth.yaml
 
+# The slowest tests are listed at the end: the suite is kept to about 15 minutes on 2 cores.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
