@@ -4,7 +4,9 @@
 #   joint   benchmarks/bench_joint.py at the full quickstart budget (the trainer in its `auto` modes, 3 runs);
 #   smoke   train.py on the seg quickstart for 100 iterations (the command-line path, `auto` modes);
 #   fusion  benchmarks/bench_fusion.py (RGB-D fusion against RGB alone, same architecture and budget);
-#   models  benchmarks/bench_models.py --device cuda (fastest correct precision / memory format).
+#   models  benchmarks/bench_models.py --device cuda (fastest correct precision / memory format);
+#   ddp     benchmarks/bench_ddp.py --device cuda (per architecture at 512×1024: images/s, memory, MFU, auto vs fp32);
+#   saliency benchmarks/bench_saliency.py --device cuda (batched maps against one backward per pixel, 256×832).
 #     OUT=runs/cuda bash benchmarks/cuda_checks.sh joint smoke
 set -u
 OUT=${OUT:-runs/cuda}
@@ -33,6 +35,10 @@ for name in "$@"; do
              --opts "training.n_workers=$WORKERS" ;;
     models) step models "${MODELS_LIMIT:-120}" "$PY" benchmarks/bench_models.py --device cuda --size 256x512 \
              --batch 8 --iters 10 --warmup 3 --markdown --json "$OUT/bench_models_cuda.json" ;;
-    *) echo "unknown step $name (joint, smoke, fusion, models)" >&2; exit 2 ;;
+    ddp) step ddp "${DDP_LIMIT:-240}" "$PY" benchmarks/bench_ddp.py --device cuda --markdown \
+             --json "$OUT/bench_ddp_cuda.json" ;;
+    saliency) step saliency "${SALIENCY_LIMIT:-120}" "$PY" benchmarks/bench_saliency.py --device cuda --arch deeplab \
+             --model-opts backbone=resnet18 --size 256 832 --targets 64 --chunk 16 ;;
+    *) echo "unknown step $name (joint, smoke, fusion, models, ddp, saliency)" >&2; exit 2 ;;
   esac
 done
