@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -49,3 +50,10 @@ def run_script(*args, timeout=600):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=env)
+
+
+def run_scripts(commands, at_once=2):
+    """run_script for each argument list of `commands`, `at_once` at a time (each process has one thread); the
+    CompletedProcesses in the order given. For independent commands: none may write where another reads."""
+    with ThreadPoolExecutor(at_once) as pool:
+        return list(pool.map(lambda args: run_script(*args), commands))

@@ -16,7 +16,7 @@ from ptsemseg import trainer as trainer_module
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.trainer import ResumableSampler, Trainer
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO, run_script, run_scripts
 
 
 def train(path, *overrides):
@@ -251,21 +251,21 @@ def test_bad_inputs_fail_in_one_line(previous_run, tmp_path):
     into_run = f"training.out_dir={run_dir}"
     broken = tmp_path / "broken.yaml"
     broken.write_text("model:\n  arch: deeplab\n  backbone: [resnet18\n")
-    assert_one_line_error(run_script("train.py", "--config", str(tmp_path / "missing.yaml")), "config file not found")
-    assert_one_line_error(run_script("train.py", "--config", str(broken)), "YAML syntax error", "line 4")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", "model.arch=fcn9s", into_run),
-                          "unknown arch 'fcn9s'", "closest:")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", "training.loss={name: l2_loss}"),
-                          "unknown loss 'l2_loss'", "closest:")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", "training.optimizer={name: sgdd}"),
-                          "unknown optimizer 'sgdd'", "closest: sgd")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", "data.dataset=cityscape"),
-                          "unknown dataset 'cityscape'", "closest: cityscapes")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", "training.batch_size"), "bad override")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", "data.dataset=cityscapes", "data.length=",
-                                     f"data.path={tmp_path / 'no_such_dir'}", into_run),
-                          "no_such_dir", "README")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", into_run), "already holds a run")
+    train = ["train.py", "--config", path, "--opts"]
+    cases = [
+        (["train.py", "--config", str(tmp_path / "missing.yaml")], ["config file not found"]),
+        (["train.py", "--config", str(broken)], ["YAML syntax error", "line 4"]),
+        ([*train, "model.arch=fcn9s", into_run], ["unknown arch 'fcn9s'", "closest:"]),
+        ([*train, "training.loss={name: l2_loss}"], ["unknown loss 'l2_loss'", "closest:"]),
+        ([*train, "training.optimizer={name: sgdd}"], ["unknown optimizer 'sgdd'", "closest: sgd"]),
+        ([*train, "data.dataset=cityscape"], ["unknown dataset 'cityscape'", "closest: cityscapes"]),
+        ([*train, "training.batch_size"], ["bad override"]),
+        ([*train, "data.dataset=cityscapes", "data.length=", f"data.path={tmp_path / 'no_such_dir'}", into_run],
+         ["no_such_dir", "README"]),
+        ([*train, into_run], ["already holds a run"]),
+    ]
+    for (_, fragments), result in zip(cases, run_scripts([command for command, _ in cases])):
+        assert_one_line_error(result, *fragments)
 
 
 def test_bad_inputs_fail_before_writing(previous_run, tmp_path, monkeypatch):
@@ -300,10 +300,12 @@ def test_bad_inputs_fail_before_writing(previous_run, tmp_path, monkeypatch):
         (["testing.median_scaling=maybe"], ["testing.median_scaling", "true or false"]),
         (["model.pretrained=imagenet", "model.arch=frrnA", "model.backbone="], ["frrnA has no ImageNet weights"]),
     ]
-    for overrides, fragments in cases:
-        out_dir = [] if any(o.startswith(("training.out_dir", "training.resume")) for o in overrides) \
-            else [f"training.out_dir={new_dir}"]
-        assert_one_line_error(run_script("train.py", "--config", path, "--opts", *overrides, *out_dir), *fragments)
+    new_dirs = [tmp_path / f"new{index}" for index in range(len(cases))]  # one each: the cases run two at once
+    commands = [["train.py", "--config", path, "--opts", *overrides,
+                 *([] if any(o.startswith(("training.out_dir", "training.resume")) for o in overrides)
+                   else [f"training.out_dir={new_dir}"])] for (overrides, _), new_dir in zip(cases, new_dirs)]
+    for (overrides, fragments), new_dir, result in zip(cases, new_dirs, run_scripts(commands)):
+        assert_one_line_error(result, *fragments)
         assert not new_dir.exists(), overrides
     assert a_file.read_text() == "not a directory"
     assert_one_line_error(run_script("train.py", "--config", str(latin1), "--opts", f"training.out_dir={new_dir}"),
@@ -350,21 +352,25 @@ def test_bad_checkpoints_fail_in_one_line(previous_run, tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
     other_dir = f"training.out_dir={tmp_path / 'other'}"
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", f"training.resume={truncated}", other_dir),
-                          "cannot read checkpoint", "truncated.pt")
-    assert_one_line_error(run_script("validate_seg.py", "--config", path, "--model_path", str(garbage)),
-                          "cannot read checkpoint", "garbage.pt")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts", f"training.resume={last}",
-                                     "model.backbone=resnet34", other_dir), "does not fit")
-    assert_one_line_error(run_script("validate_seg.py", "--config", path, "--model_path", last,
-                                     "--opts", "model.arch=segnet", "model.backbone="), "arch=deeplab")
-    assert_one_line_error(run_script("test_depth.py", "--config", path, "--model_path", last, "--opts", "task=depth"),
-                          "trained for seg (6 outputs), this config needs depth (1 outputs)")
     other_classes = torch.load(last, weights_only=True)
     other_classes["meta"]["tasks"] = {"seg": 19}
     torch.save(other_classes, tmp_path / "classes19.pt")
-    assert_one_line_error(run_script("train.py", "--config", path, "--opts",
-                                     f"training.resume={tmp_path / 'classes19.pt'}", other_dir), "seg (19 outputs)")
+    cases = [
+        (["train.py", "--config", path, "--opts", f"training.resume={truncated}", other_dir],
+         ["cannot read checkpoint", "truncated.pt"]),
+        (["validate_seg.py", "--config", path, "--model_path", str(garbage)], ["cannot read checkpoint", "garbage.pt"]),
+        (["train.py", "--config", path, "--opts", f"training.resume={last}", "model.backbone=resnet34", other_dir],
+         ["does not fit"]),
+        (["validate_seg.py", "--config", path, "--model_path", last, "--opts", "model.arch=segnet", "model.backbone="],
+         ["arch=deeplab"]),
+        (["test_depth.py", "--config", path, "--model_path", last, "--opts", "task=depth"],
+         ["trained for seg (6 outputs), this config needs depth (1 outputs)"]),
+        (["train.py", "--config", path, "--opts", f"training.resume={tmp_path / 'classes19.pt'}", other_dir],
+         ["seg (19 outputs)"]),
+    ]
+    for (_, fragments), result in zip(cases, run_scripts([command for command, _ in cases])):
+        assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "other").exists()
 
 
 def test_second_run_into_a_busy_run_directory_fails(write_config, tmp_path):
