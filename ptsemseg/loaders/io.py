@@ -3,6 +3,7 @@ import os
 
 import cv2
 import numpy as np
+import scipy.io
 
 from ptsemseg.errors import PtsemsegError
 
@@ -60,3 +61,16 @@ def write_rgb_png_atomic(path, image):
         raise PtsemsegError(f"cannot encode {path} as PNG")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_atomic(path, lambda handle: handle.write(encoded.tobytes()))
+
+
+def read_mat(path, names, required=None, **options):
+    """The variables `names` of the MATLAB file `path` (scipy.io.loadmat with `options`) as a dict; a file that
+    cannot be read or lacks one of `required` (default: every name) fails in one line naming it."""
+    try:
+        mat = scipy.io.loadmat(path, variable_names=list(names), **options)
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise CorruptFileError(f"cannot read {path} ({type(err).__name__}: {err})") from None
+    missing = [name for name in (names if required is None else required) if name not in mat]
+    if missing:
+        raise CorruptFileError(f"{path} has no '{missing[0]}' variable")
+    return mat

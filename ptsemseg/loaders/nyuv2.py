@@ -29,14 +29,13 @@ import os
 
 import h5py
 import numpy as np
-import scipy.io
 
 from ptsemseg.depth_utils import (PLAUSIBLE_INDOOR_MEDIAN_M, hha_encode, median_depth, mm_to_depth,
                                   scale_intrinsics)
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
-from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
+from ptsemseg.loaders.io import CorruptFileError, read_gray, read_mat, read_png16, read_rgb, require_path
 from ptsemseg.schema import spatial_keys
 
 SECTION = "NYUv2"
@@ -125,13 +124,7 @@ def raw894_table(map_class, n_classes):
 def read_split_indices(path, split):
     """0-based frame indices of `split` from the official splits.mat (trainNdxs / testNdxs are 1-based)."""
     key = {"train": "trainNdxs", "test": "testNdxs"}[split]
-    try:
-        indices = scipy.io.loadmat(path, variable_names=[key]).get(key)
-    except (ValueError, OSError, NotImplementedError) as err:
-        raise CorruptFileError(f"cannot read {path} ({type(err).__name__}: {err})") from None
-    if indices is None:
-        raise CorruptFileError(f"{path} has no '{key}' variable")
-    indices = np.asarray(indices).ravel().astype(np.int64)
+    indices = np.asarray(read_mat(path, [key])[key]).ravel().astype(np.int64)
     if indices.size == 0 or indices.min() < 1:
         raise CorruptFileError(f"{path}: '{key}' must hold 1-based frame indices")
     return indices - 1
@@ -139,12 +132,7 @@ def read_split_indices(path, split):
 
 def read_class_mapping(path):
     """(mapClass: 894 values in 0..40, className: 40 names) from classMapping40.mat."""
-    try:
-        mat = scipy.io.loadmat(path, variable_names=["mapClass", "className"])
-    except (ValueError, OSError, NotImplementedError) as err:
-        raise CorruptFileError(f"cannot read {path} ({type(err).__name__}: {err})") from None
-    if "mapClass" not in mat:
-        raise CorruptFileError(f"{path} has no 'mapClass' variable")
+    mat = read_mat(path, ["mapClass", "className"], required=["mapClass"])
     names = tuple(str(np.asarray(name).ravel()[0]) for name in mat["className"].ravel()) if "className" in mat else ()
     return mat["mapClass"].ravel(), names
 

@@ -32,14 +32,13 @@ import posixpath
 
 import h5py
 import numpy as np
-import scipy.io
 
 from ptsemseg.depth_utils import (PLAUSIBLE_INDOOR_MEDIAN_M, decode_sunrgbd_depth, hha_encode, median_depth,
                                   mm_to_depth)
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
-from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
+from ptsemseg.loaders.io import CorruptFileError, read_gray, read_mat, read_png16, read_rgb, require_path
 from ptsemseg.schema import spatial_keys
 from ptsemseg.loaders.nyuv2 import LazyH5
 
@@ -112,12 +111,7 @@ def read_list(path):
 def read_allsplit(path, split):
     """Frame folders of `split` from the toolbox's allsplit.mat (`alltrain` / `alltest`)."""
     key = {"train": "alltrain", "test": "alltest"}[split]
-    try:
-        entries = scipy.io.loadmat(path, variable_names=[key]).get(key)
-    except (ValueError, OSError, NotImplementedError) as err:
-        raise CorruptFileError(f"cannot read {path} ({type(err).__name__}: {err})") from None
-    if entries is None:
-        raise CorruptFileError(f"{path} has no '{key}' variable")
+    entries = read_mat(path, [key])[key]
     return [frame_dir(str(np.asarray(entry).ravel()[0])) for entry in entries.ravel()]
 
 
@@ -125,11 +119,7 @@ def read_allsplit(path, split):
 def _toolbox_index(meta_path, mtime):
     """{frame folder: entry index} from SUNRGBDMeta.mat (read once per process; it is large)."""
     del mtime  # part of the cache key only
-    try:
-        meta = scipy.io.loadmat(meta_path, variable_names=["SUNRGBDMeta"], squeeze_me=True,
-                                struct_as_record=False)["SUNRGBDMeta"]
-    except (ValueError, OSError, KeyError, NotImplementedError) as err:
-        raise CorruptFileError(f"cannot read SUNRGBDMeta from {meta_path} ({type(err).__name__}: {err})") from None
+    meta = read_mat(meta_path, ["SUNRGBDMeta"], squeeze_me=True, struct_as_record=False)["SUNRGBDMeta"]
     return {frame_dir(str(entry.rgbpath)): index for index, entry in enumerate(np.atleast_1d(meta))}
 
 
