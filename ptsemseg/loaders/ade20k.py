@@ -19,7 +19,7 @@ import numpy as np
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
-from ptsemseg.loaders.io import CorruptFileError, read_gray, read_rgb, require_path
+from ptsemseg.loaders.io import CorruptFileError, read_gray, read_rgb, require_path, require_root
 
 SECTION = "ADE20K"
 FOLDERS = {"train": "training", "val": "validation"}
@@ -73,10 +73,7 @@ class ADE20K(DenseDataset):
         self.require_keys()
         if split not in FOLDERS:
             raise PtsemsegError(f"ADE20K split must be one of {', '.join(FOLDERS)}, got '{split}'")
-        if not root:
-            raise PtsemsegError("data.path is not set: point it at the ADEChallengeData2016 folder "
-                                f"(see README.md#datasets, section '{SECTION}')")
-        require_path(root, "ADE20K root", SECTION)
+        require_root(root, "the ADEChallengeData2016 folder", "ADE20K root", SECTION)
         self.folder = FOLDERS[split]
         image_dir = require_path(os.path.join(root, "images", self.folder), f"ADE20K {split} images", SECTION)
         self.stems = sorted(os.path.basename(path)[:-len(".jpg")]

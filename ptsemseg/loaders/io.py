@@ -21,6 +21,14 @@ def require_path(path, what, section):
     return path
 
 
+def require_root(root, holding, what, section):
+    """The dataset's `data.path`: when unset, a one-line error saying it should point at `holding`; when missing,
+    require_path's."""
+    if not root:
+        raise PtsemsegError(f"data.path is not set: point it at {holding} (see {README_DATASETS}, section '{section}')")
+    return require_path(root, what, section)
+
+
 def _imread(path, flags):
     if not os.path.isfile(path):
         raise PtsemsegError(f"file not found: {path}")

@@ -38,7 +38,8 @@ import numpy as np
 from ptsemseg.errors import PtsemsegError, closest
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
-from ptsemseg.loaders.io import CorruptFileError, read_gray, read_png16, read_rgb, require_path
+from ptsemseg.loaders.io import (CorruptFileError, read_gray, read_png16, read_rgb,
+                                 require_path, require_root)
 from ptsemseg.loaders.kitti_utils import CAMERAS, Frame, read_calibration, read_split_file, velodyne_depth_map
 from ptsemseg.loaders.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_COLORS, label_ids_to_train_ids
 
@@ -108,9 +109,7 @@ class KITTI(DenseDataset):
         cameras = (cameras,) if isinstance(cameras, int) else tuple(cameras)
         if not set(cameras) <= set(CAMERAS):
             raise PtsemsegError(f"KITTI cameras must be among {list(CAMERAS)}, got {list(cameras)}")
-        if not root:
-            raise PtsemsegError(f"data.path is not set: point it at the KITTI {layout} folder")
-        require_path(root, f"KITTI {layout} folder", SECTION)
+        require_root(root, f"the KITTI {layout} folder", f"KITTI {layout} folder", SECTION)
         self.layout = layout
         self.gt = gt
         self.skip_unannotated = skip_unannotated

@@ -35,7 +35,8 @@ from ptsemseg.depth_utils import (PLAUSIBLE_INDOOR_MEDIAN_M, hha_encode, median_
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
-from ptsemseg.loaders.io import CorruptFileError, read_gray, read_mat, read_png16, read_rgb, require_path
+from ptsemseg.loaders.io import (CorruptFileError, read_gray, read_mat, read_png16, read_rgb,
+                                 require_path, require_root)
 from ptsemseg.schema import spatial_keys
 
 SECTION = "NYUv2"
@@ -214,10 +215,7 @@ class NYUv2(DenseDataset):
             raise PtsemsegError(f"NYUv2 depth_source must be 'filled' or 'raw', got '{depth_source}'")
         if split not in SPLITS:
             raise PtsemsegError(f"NYUv2 split must be one of {', '.join(SPLITS)}, got '{split}'")
-        if not root:
-            raise PtsemsegError(f"data.path is not set: point it at the folder holding {MAT_FILE} "
-                                f"(see README.md#datasets, section '{SECTION}')")
-        require_path(root, "NYUv2 root", SECTION)
+        require_root(root, f"the folder holding {MAT_FILE}", "NYUv2 root", SECTION)
         self.set_classes(n_classes or 40)
         self.subset = SPLITS[split]
         self.depth_source = depth_source

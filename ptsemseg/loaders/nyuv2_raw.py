@@ -33,7 +33,7 @@ import numpy as np
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
-from ptsemseg.loaders.io import CorruptFileError, read_gray, read_rgb, require_path
+from ptsemseg.loaders.io import CorruptFileError, read_gray, read_rgb, require_path, require_root
 from ptsemseg.loaders.nyuv2 import NYU_K, NYU_SCENE_CLASSES, SPLITS, scene_class
 
 SECTION = "NYUv2 raw"
@@ -208,10 +208,7 @@ class NYUv2Raw(DenseDataset):
             raise PtsemsegError(f"NYUv2 raw split must be one of {', '.join(SPLITS)}, got '{split}'")
         if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
             raise PtsemsegError(f"NYUv2 raw frame_step must be a positive integer, got {frame_step!r}")
-        if not root:
-            raise PtsemsegError("data.path is not set: point it at the folder of extracted raw scene folders "
-                                f"(see README.md#datasets, section '{SECTION}')")
-        require_path(root, "NYUv2 raw root", SECTION)
+        require_root(root, "the folder of extracted raw scene folders", "NYUv2 raw root", SECTION)
         list_path = require_path(os.path.join(root, f"{SPLITS[split]}_scenes.txt"),
                                  f"NYUv2 raw {SPLITS[split]} scene list", SECTION)
         with open(list_path, encoding="utf-8") as handle:

@@ -38,7 +38,8 @@ from ptsemseg.depth_utils import (PLAUSIBLE_INDOOR_MEDIAN_M, decode_sunrgbd_dept
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import DATASETS
 from ptsemseg.loaders.base import DenseDataset
-from ptsemseg.loaders.io import CorruptFileError, read_gray, read_mat, read_png16, read_rgb, require_path
+from ptsemseg.loaders.io import (CorruptFileError, read_gray, read_mat, read_png16, read_rgb,
+                                 require_path, require_root)
 from ptsemseg.schema import spatial_keys
 from ptsemseg.loaders.nyuv2 import LazyH5
 
@@ -176,10 +177,7 @@ class SUNRGBD(DenseDataset):
                                      ("split", split, tuple(SPLITS))):
             if value not in choices:
                 raise PtsemsegError(f"SUN RGB-D {name} must be one of {', '.join(choices)}, got '{value}'")
-        if not root:
-            raise PtsemsegError("data.path is not set: point it at the folder holding SUNRGBD/ "
-                                f"(see README.md#datasets, section '{SECTION}')")
-        require_path(root, "SUN RGB-D root", SECTION)
+        require_root(root, "the folder holding SUNRGBD/", "SUN RGB-D root", SECTION)
         self.subset = SPLITS[split]
         self.depth_source = depth_source
         self.depth_encoding = depth_encoding
