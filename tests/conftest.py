@@ -1,4 +1,5 @@
 """Shared fixtures: tiny configs on the built-in dataset and a runner for the top-level scripts."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -51,6 +52,16 @@ def run_script(*args, timeout=600):
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=env)
 
+
+def load_tool(name):
+    """Import tools/<name>.py as the module `tool_<name>`, so its main() runs in-process (registered in sys.modules,
+    so the tool's multiprocessing workers can be pickled)."""
+    module_name = f"tool_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, os.path.join(REPO, "tools", f"{name}.py"))
+        sys.modules[module_name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[module_name])
+    return sys.modules[module_name]
 
 def run_scripts(commands, at_once=2):
     """run_script for each argument list of `commands`, `at_once` at a time (each process has one thread); the

@@ -1,13 +1,11 @@
 """Depth helpers: PNG codecs, back-projection, normals, gravity, HHA on known geometry, hole filling, tools."""
-import importlib.util
 import os
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, run_script
+from conftest import SHARED, load_tool, run_script
 from ptsemseg import depth_utils as du
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders.io import read_png16, read_rgb
@@ -150,15 +148,6 @@ def test_colorization_follows_colour_edges():
     with pytest.raises(PtsemsegError, match="'inpaint' or 'colorization'"):
         du.fill_depth(holes, "bilateral")
 
-
-def load_tool(name):
-    """Import tools/<name>.py as a module, so its main() runs in-process."""
-    module_name = f"tool_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, os.path.join(REPO, "tools", f"{name}.py"))
-        sys.modules[module_name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[module_name])
-    return sys.modules[module_name]
 
 
 def test_hha_and_fill_tools(tmp_path):

@@ -3,7 +3,6 @@ layouts written to tmp dirs and on the real sample files in ../shared/realdata."
 import glob
 import importlib.util
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -15,7 +14,7 @@ from miniature_datasets import (BASELINE, CITYSCAPES_COLS as COLS, CITYSCAPES_RO
                                 DISPARITY_DEPTH, EXPECTED_IMAGE_02, EXPECTED_IMAGE_02_EIGEN, FX, FY, KITTI_COLS, KITTI_ROWS, TRAIN_IDS, U0, V0,
                                 F, make_cityscapes, make_kitti_semantics, make_raw_drive, write_kitti_depth_png,
                                 write_png)
-from tests.conftest import REPO, SHARED, run_script, tiny_config
+from tests.conftest import REPO, SHARED, load_tool, run_script, tiny_config
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError
 from ptsemseg.loaders import get_loader
@@ -31,14 +30,6 @@ DEPTH = ("image", "depth")  # the keys of a monocular depth run
 needs_realdata = pytest.mark.skipif(not os.path.isdir(REALDATA),
                                     reason=f"real dataset samples not found at {REALDATA}")
 
-
-def load_tool(name):
-    """Import tools/<name>.py as a module (registered, so its multiprocessing workers can be pickled)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 # ---- Cityscapes ----------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import SHARED, tiny_config
-from miniature_datasets import (KINECT_COLS, KINECT_ROWS, NYU_RAW_TEST, NYU_RAW_TRAIN, NYU_TRAIN, fakenect_name,
+from miniature_datasets import (KINECT_COLS, KINECT_ROWS, NYU_RAW_TRAIN, NYU_TRAIN, fakenect_name,
                                 kinect_planes, write_kinect_depth, write_kinect_rgb, write_nyu_folder13, write_nyu_raw)
 from ptsemseg.config import load_config
 from ptsemseg.errors import PtsemsegError

@@ -1,9 +1,7 @@
 """NYUv2 and SUN RGB-D loaders on miniature copies written in the official formats, and on the real
 meta files and samples of ../shared/realdata."""
-import importlib.util
 import os
 import shutil
-import sys
 
 import cv2
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 import scipy.io
 import torch
 
-from conftest import REPO, SHARED
+from conftest import REPO, SHARED, load_tool
 from miniature_datasets import (NYU_TEST, NYU_TRAIN, RGBD_COLS as COLS, RGBD_ROWS as ROWS, SUN_K, SUN_SCENES, SUN_TEST,
                                 SUN_TRAIN, write_fusenet_h5, write_nyu_mat, write_sun)
 from ptsemseg.config import load_config
@@ -125,15 +123,6 @@ def test_nyu_errors_name_the_expected_path(nyu, tmp_path):
     with pytest.raises(CorruptFileError, match="broken/nyu_depth_v2_labeled.mat"):
         get_loader("nyuv2")(str(tmp_path / "broken"), "train")
 
-
-def load_tool(name):
-    """Import tools/<name>.py as a module, so its main() runs in-process."""
-    module_name = f"tool_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, os.path.join(REPO, "tools", f"{name}.py"))
-        sys.modules[module_name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[module_name])
-    return sys.modules[module_name]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import torch
 from ptsemseg.models import MODELS, get_model, model_input_keys
 from ptsemseg.models._inputs import example_inputs
 from ptsemseg.models.heads import IMAGE
-from ptsemseg.schema import META
 from ptsemseg.tasks import TASKS
 
 # arch -> options that keep it small (an empty mapping: tested at its real size). Aliases name their target.
