@@ -37,6 +37,7 @@ SCHEMA = {
         "protocol": "a preset of the keys below (train.py --list)", "cap_gt": "bool", "pred_disp": "bool",
         "trained_model": "checkpoint path", "min_depth": "float", "max_depth": "float",
         "crop": "none | garg | eigen | nyu_eigen | cityscapes", "median_scaling": "bool",
+        "pred_depth_scale": "positive number (monodepth2 stereo: 5.4)",
         "mode": "whole | slide", "crop_size": "int or [rows, cols]", "stride": "int or [rows, cols]",
         "scales": "list of numbers", "flip": "bool", "score_at": "native | input",
     },
@@ -61,7 +62,7 @@ DEFAULTS = {
                  "sync_bn": "auto", "accumulate": 1, "ema": None, "compile": False, "grad_clip": None},
     "testing": {"protocol": None, "cap_gt": True, "pred_disp": False,
                 "trained_model": None, "min_depth": 1e-3, "max_depth": 80.0, "crop": None,
-                "median_scaling": False,
+                "median_scaling": False, "pred_depth_scale": 1.0,
                 "mode": "whole", "crop_size": None, "stride": None, "scales": [1.0], "flip": False,
                 "score_at": "native"},
 }
@@ -361,6 +362,9 @@ def _validate_testing(path, testing):
         value = testing.get(key)
         if value is not None and not _is_positive_number(value):
             _fail(path, f"testing.{key}", f"must be a positive number of metres, got {value!r}")
+    scale = testing.get("pred_depth_scale")
+    if scale is not None and not _is_positive_number(scale):
+        _fail(path, "testing.pred_depth_scale", f"must be a positive number, got {scale!r}")
     min_depth = testing.get("min_depth") or DEFAULTS["testing"]["min_depth"]
     max_depth = testing.get("max_depth") or DEFAULTS["testing"]["max_depth"]
     if min_depth >= max_depth:

@@ -426,6 +426,14 @@ METRIC_CASES = {  # name -> [(constructor kwargs, batches, expected scores)]
         # medians 5 and 2.5 (not the lower middles 4 and 1.5) -> ×2 = (2, 3, 7, 200), then capped at 80
         ({"median_scaling": True}, [depth_batch(([[1.0, 1.5, 3.5, 100.0]], [[2.0, 4.0, 6.0, 8.0]]))],
          {"abs_rel": (0 + 1 / 4 + 1 / 6 + 9) / 4, "delta1": 0.5, "delta2": 0.75, "n_images": 1}),
+        # a fixed scale into metres before scoring (monodepth2's stereo models: 5.4; values exact in float32 here)
+        ({"pred_depth_scale": 2.5}, [depth_batch(([[1.0, 2.0]], [[2.5, 5.0]]))], depth_scores(1, **PERFECT_SCORES)),
+        ({"pred_depth_scale": 5.4}, [depth_batch(([[1.0]], [[1.0]]))],
+         depth_scores(1, abs_rel=4.4, sq_rel=4.4 ** 2, rmse=4.4, rmse_log=LN(5.4), log10=math.log10(5.4), silog=0.0,
+                      delta1=0, delta2=0, delta3=0)),
+        # the scale comes first, the median ratio is measured on the scaled prediction (monodepth2's order)
+        ({"pred_depth_scale": 2.0, "median_scaling": True}, [depth_batch(([[1.0, 2.0, 3.0]], [[4.0, 8.0, 12.0]]))],
+         {**depth_scores(1, **PERFECT_SCORES), "ratio_median": 2.0}),
         ({"crop": "garg"}, [crop_image(2.0)], depth_scores(1, **PERFECT_SCORES)),
         ({"crop": "eigen"}, [crop_image(2.0)],
          depth_scores(1, abs_rel=9 / 54, sq_rel=9 / 54, rmse=math.sqrt(9 / 54), rmse_log=math.sqrt(9 / 54) * LN(2),

@@ -89,6 +89,7 @@ def test_bad_override_syntax(override):
     ("testing.max_depth=-1", "testing.max_depth: must be a positive number of metres, got -1"),
     ("testing.min_depth=80", "testing.min_depth: must be below testing.max_depth, got 80 and 80.0"),
     ("testing.median_scaling=maybe", "testing.median_scaling: must be true or false, got 'maybe'"),
+    ("testing.pred_depth_scale=0", "testing.pred_depth_scale: must be a positive number, got 0"),
     ("testing.trained_model=[a.pt]", "testing.trained_model: must be a checkpoint path"),
 ])
 def test_validation_names_file_key_and_closest(tmp_path, override, message):

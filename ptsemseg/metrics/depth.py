@@ -1,8 +1,9 @@
 """Depth scores under the Eigen protocol: metrics per image, then the mean over images.
 
 Per image, the evaluated pixels are those with min_depth < gt < max_depth (with `cap_gt: false` every gt > 0,
-as monodepth2 scores the annotated eigen_benchmark maps) inside the crop. With `median_scaling` the prediction
-is first multiplied by median(gt) / median(pred) over those pixels (NumPy's median: the mean of the two middle
+as monodepth2 scores the annotated eigen_benchmark maps) inside the crop. The prediction is first multiplied by
+`pred_depth_scale` (monodepth2's `pred_depth_scale_factor`: 5.4 for its stereo-trained models, whose depth is in
+units of the stereo baseline; 1 by default). With `median_scaling` the prediction is then multiplied by median(gt) / median(pred) over those pixels (NumPy's median: the mean of the two middle
 values for an even count); the prediction is then clamped to [min_depth, max_depth]. Median scaling also
 reports the per-image ratios as monodepth2 prints them: their median `ratio_median` and the standard
 deviation of ratio / median `ratio_std`, with their mean `ratio_mean`. With d = log pred − log gt:
@@ -93,16 +94,20 @@ def masked_median(values, mask):
 class DepthMetrics:
     """Accumulates per-image depth metrics (see the module docstring for the exact conventions)."""
 
-    def __init__(self, min_depth=1e-3, max_depth=80.0, crop=None, median_scaling=False, cap_gt=True):
+    def __init__(self, min_depth=1e-3, max_depth=80.0, crop=None, median_scaling=False, cap_gt=True,
+                 pred_depth_scale=1.0):
         if crop is not None and crop not in CROPS:
             raise PtsemsegError(f"depth crop must be one of {', '.join(CROPS)} or none, got {crop!r}")
         if not 0 < min_depth < max_depth:
             raise PtsemsegError(f"depth range needs 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
+        if not pred_depth_scale > 0:
+            raise PtsemsegError(f"pred_depth_scale must be a positive number, got {pred_depth_scale}")
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.crop = crop
         self.median_scaling = median_scaling
         self.cap_gt = cap_gt
+        self.pred_depth_scale = float(pred_depth_scale)
         self.sums = torch.zeros(len(METRIC_NAMES), dtype=torch.float64)
         self.n_images = torch.zeros((), dtype=torch.int64)
         self.ratios = torch.zeros(0, dtype=torch.float64)  # per image, with median scaling
@@ -120,7 +125,7 @@ class DepthMetrics:
             self.sums, self.n_images = self.sums.to(target.device), self.n_images.to(target.device)
             self.ratios = self.ratios.to(target.device)
         gt = target.double()
-        pred = pred.to(target.device).double()
+        pred = pred.to(target.device).double() * self.pred_depth_scale
         in_range = (gt > self.min_depth) & (gt < self.max_depth) if self.cap_gt else gt > 0
         valid = in_range & crop_mask(*gt.shape[-2:], self.crop, gt.device)
         if self.median_scaling:

@@ -32,7 +32,8 @@ class DepthTask(Task):
         return DepthMetrics(min_depth=testing.get("min_depth", 1e-3), max_depth=testing.get("max_depth", 80.0),
                             crop=None if crop == "none" else crop,
                             median_scaling=testing.get("median_scaling", False),
-                            cap_gt=testing.get("cap_gt", True))
+                            cap_gt=testing.get("cap_gt", True),
+                            pred_depth_scale=testing.get("pred_depth_scale", 1.0))
 
     def resize_output(self, output, size, testing=None):
         """The N×1×h×w depth output bilinearly resized to `size` (the ground truth's rows, cols) for scoring.
