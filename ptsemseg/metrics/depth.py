@@ -3,8 +3,9 @@
 Per image, the evaluated pixels are those with min_depth < gt < max_depth (with `cap_gt: false` every gt > 0,
 as monodepth2 scores the annotated eigen_benchmark maps) inside the crop. The prediction is first multiplied by
 `pred_depth_scale` (monodepth2's `pred_depth_scale_factor`: 5.4 for its stereo-trained models, whose depth is in
-units of the stereo baseline; 1 by default). With `median_scaling` the prediction is then multiplied by median(gt) / median(pred) over those pixels (NumPy's median: the mean of the two middle
-values for an even count); the prediction is then clamped to [min_depth, max_depth]. Median scaling also
+units of the stereo baseline; 1 by default). With `median_scaling` it is then multiplied by
+median(gt) / median(pred) over those pixels (NumPy's median: the mean of the two middle values for an even
+count); the prediction is then clamped to [min_depth, max_depth]. Median scaling also
 reports the per-image ratios as monodepth2 prints them: their median `ratio_median` and the standard
 deviation of ratio / median `ratio_std`, with their mean `ratio_mean`. With d = log pred − log gt:
 
