@@ -149,7 +149,8 @@ def main(argv=None):
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNG (default: 100)")
     args = parser.parse_args(argv)
     check_output_file(args.out, "--out")
-    run_dirs = list(dict.fromkeys(os.path.normpath(run) for path in args.runs for run in find_run_dirs(path, is_run, "metrics.jsonl or TensorBoard events")))
+    found = (find_run_dirs(path, is_run, "metrics.jsonl or TensorBoard events") for path in args.runs)
+    run_dirs = list(dict.fromkeys(os.path.normpath(run) for runs in found for run in runs))
     labels = args.labels or run_labels(run_dirs)
     if len(labels) != len(run_dirs):
         raise PtsemsegError(f"--labels names {len(labels)} runs, but there are {len(run_dirs)}: "
